@@ -1,0 +1,32 @@
+# Developer entry points. `make setup` creates .venv; every other target uses it.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup demo test test-slow bench lint format clean
+
+setup:
+	bash scripts/setup.sh dev
+
+demo:
+	$(BIN)/sameface inspect examples/faces/obama.jpg examples/faces/obama2.jpg examples/faces/biden.jpg --save-crops out/crops
+
+test:
+	$(BIN)/python -m pytest -q
+
+test-slow:
+	$(BIN)/python -m pytest -q -m slow
+
+bench:
+	$(BIN)/python benchmarks/faces.py
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format:
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf out build dist .pytest_cache .ruff_cache

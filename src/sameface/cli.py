@@ -1,0 +1,240 @@
+"""The `sameface` command line: a thin layer over the public API.
+
+Every expected failure (bad image, no face, missing model) prints one line on stderr and
+exits non-zero; tracebacks appear only for real bugs, and only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SamefaceError
+
+EXIT_INPUT = 1  # some input could not be used (bad image, no face, ...)
+EXIT_USAGE = 2  # argparse's own code for bad arguments
+EXIT_INTERNAL = 70  # a bug: please report it
+
+
+def _recognizer_kwargs(args) -> dict:
+    if args.recognizer == "insightface" and args.insightface_model:
+        return {"model_path": args.insightface_model}
+    return {}
+
+
+def _add_face_options(p: argparse.ArgumentParser, policy_flag: str = "--face") -> None:
+    p.add_argument(
+        "--recognizer",
+        default="sface",
+        choices=["sface", "dlib", "insightface"],
+        help="face recogniser for embeddings (default: sface, shipped; dlib needs the `dlib` extra; "
+        "insightface needs local antelopev2/buffalo_l files)",
+    )
+    p.add_argument("--insightface-model", metavar="PATH", help="insightface model-pack folder or ONNX file")
+    p.add_argument(
+        policy_flag,
+        dest="face_policy",
+        default="largest",
+        metavar="POLICY",
+        help="which face to use when a photo has several: largest (default), central, single (error if "
+        "several) or an index as listed by inspect",
+    )
+    p.add_argument("--min-face-size", type=float, default=32.0, metavar="PX", help="ignore faces smaller than this (default 32)")
+
+
+def cmd_inspect(args) -> int:
+    """Detect faces, rate them and compare identities across images."""
+    from tqdm.auto import tqdm
+
+    from .faces import FaceAnalyzer, similarity_matrix, square_crop
+    from .imageio import save_image_atomic
+
+    analyzer = FaceAnalyzer(
+        args.recognizer,
+        face_policy=args.face_policy,
+        min_face_size=args.min_face_size,
+        recognizer_kwargs=_recognizer_kwargs(args),
+    )
+    records, embeddings, failed = [], [], 0
+    for i, path in enumerate(tqdm(args.images, desc="inspect", unit="image", disable=None, leave=False)):
+        rec = {"path": str(path), "width": None, "height": None, "faces": [], "chosen": None, "error": None}
+        try:
+            res = analyzer.analyze(path)
+        except SamefaceError as e:
+            rec["error"] = str(e)
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            records.append(rec)
+            embeddings.append(None)
+            continue
+        rec.update(
+            width=int(res.image.shape[1]),
+            height=int(res.image.shape[0]),
+            faces=[f.to_dict() for f in res.faces],
+            chosen=res.chosen,
+            error=res.error,
+        )
+        if res.error:
+            print(f"error: {res.error}", file=sys.stderr)
+            failed += 1
+        elif args.save_crops:
+            stem = f"{i:02d}_{Path(path).stem}"
+            out = Path(args.save_crops)
+            save_image_atomic(res.aligned, out / f"{stem}_aligned.png")
+            square, _ = square_crop(res.image, res.face.bbox, expand=1.1, size=512)
+            save_image_atomic(square, out / f"{stem}_square.png")
+        records.append(rec)
+        embeddings.append(res.embedding)
+    sim = similarity_matrix(embeddings)
+    rdesc = analyzer.recognizer.describe() | {"same_person_threshold": analyzer.recognizer.same_person_threshold}
+    if args.json:
+        doc = {"version": __version__, "recognizer": rdesc, "images": records, "similarity": _round(sim)}
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_inspect(records, sim, rdesc)
+    if args.save_crops and not args.json:
+        print(f"crops written to {args.save_crops}")
+    return EXIT_INPUT if failed else 0
+
+
+def _round(m):
+    return [[None if v is None else round(v, 4) for v in row] for row in m]
+
+
+def _print_inspect(records, sim, rdesc) -> None:
+    for i, r in enumerate(records):
+        size = f"{r['width']}×{r['height']}" if r["width"] else "unreadable"
+        print(f"[{i}] {r['path']}  {size}  {len(r['faces'])} face(s)")
+        for j, f in enumerate(r["faces"]):
+            mark = "*" if j == r["chosen"] else " "
+            x0, y0, x1, y1 = (round(v) for v in f["bbox"])
+            print(
+                f"   {mark}face {j}: box ({x0},{y0})-({x1},{y1})  {f['size']:.0f}px  score {f['score']:.2f}  "
+                f"sharpness {f['blur']:.0f}  yaw {f['yaw']:+.0f}° pitch {f['pitch']:+.0f}° roll {f['roll']:+.0f}°"
+            )
+            for w in f["warnings"]:
+                print(f"      ! {w}")
+        if r["error"]:
+            print(f"    ! {r['error']}")
+    if len(records) > 1:
+        print(
+            f"\nidentity similarity ({rdesc['name']}, cosine; same person above ~{rdesc['same_person_threshold']:.2f}):"
+        )
+        print("      " + " ".join(f"{f'[{j}]':>6}" for j in range(len(records))))
+        for i, row in enumerate(sim):
+            cells = " ".join(f"{'  —' if v is None else f'{v:.2f}':>6}" for v in row)
+            print(f"{f'[{i}]':>5} {cells}")
+
+
+def cmd_identity_create(args) -> int:
+    from .faces import FaceAnalyzer
+    from .identity import Identity
+
+    analyzer = FaceAnalyzer(
+        args.recognizer, face_policy=args.face_policy, min_face_size=args.min_face_size, recognizer_kwargs=_recognizer_kwargs(args)
+    )
+    ident = Identity.from_images(
+        args.faces, analyzer=analyzer, mask_method=args.mask, drop_outliers=args.drop_outliers, progress=True
+    )
+    ident.save(args.out, overwrite=args.force)
+    print(ident.summary())
+    for i in ident.outliers:
+        print(f"warning: photo [{i}] may show a different person than the others", file=sys.stderr)
+    print(f"saved to {args.out}")
+    return 0
+
+
+def cmd_identity_show(args) -> int:
+    from .identity import Identity
+
+    ident = Identity.load(args.folder)
+    if args.json:
+        print(json.dumps(ident.meta, indent=2))
+    else:
+        print(ident.summary())
+    return 0
+
+
+def cmd_identity_delete(args) -> int:
+    from .identity import Identity
+
+    Identity.delete(args.folder)
+    print(f"deleted identity {args.folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sameface",
+        description="Identity-preserving personalisation of text-to-image diffusion models.",
+    )
+    parser.add_argument("--version", action="version", version=f"sameface {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "inspect",
+        help="detect faces, report their quality and compare identities across images",
+        description="Detect faces (box, 5 landmarks, score), rate them (size, sharpness, pose) and print "
+        "the pairwise identity similarity of the chosen face in each image.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    _add_face_options(p)
+    p.add_argument("--save-crops", metavar="DIR", help="write each chosen face's aligned 112×112 and 1.1× square crops here")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.set_defaults(func=cmd_inspect)
+
+    pid = sub.add_parser("identity", help="create, show or delete a saved identity").add_subparsers(dest="action", metavar="ACTION")
+    pc = pid.add_parser("create", help="build an identity folder from photos of one person")
+    pc.add_argument("--face", dest="faces", nargs="+", required=True, metavar="IMAGE", help="photos of the person")
+    pc.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    pc.add_argument("--force", action="store_true", help="replace an identity already saved in DIR")
+    pc.add_argument("--mask", default="auto", choices=["auto", "mediapipe", "landmarks"], help="face-mask method")
+    pc.add_argument("--drop-outliers", action="store_true", help="leave photos of someone else out of the mean embedding")
+    _add_face_options(pc, policy_flag="--face-policy")  # `--face` names the photos here
+    pc.set_defaults(func=cmd_identity_create)
+    ps = pid.add_parser("show", help="print an identity's summary")
+    ps.add_argument("folder", metavar="DIR")
+    ps.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    ps.set_defaults(func=cmd_identity_show)
+    pd = pid.add_parser("delete", help="remove every file an identity wrote")
+    pd.add_argument("folder", metavar="DIR")
+    pd.set_defaults(func=cmd_identity_delete)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # OpenCV's dnn prints backend notices on stderr; keep the tool's output to its own lines.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except SamefaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as e:  # argument values our API validates (policies, sizes, ...)
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `sameface inspect ... | head`: the reader left, that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"internal error: {type(e).__name__}: {e} (rerun with --debug and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

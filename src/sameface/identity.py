@@ -1,0 +1,323 @@
+"""Identity: one person from 1..N photos, as crops, masks and embeddings.
+
+An identity is saved as a folder holding `identity.safetensors` (every array) and
+`identity.json` (metadata: sources with hashes, recogniser, settings, per-photo quality).
+Nothing is pickled; loading gives back exactly what was saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ArtifactError
+from .imageio import ImageInput, array_sha256, describe_source, file_sha256
+
+FORMAT_VERSION = 1
+TENSORS_FILE = "identity.safetensors"
+META_FILE = "identity.json"
+CROPS_DIR = "crops"
+
+
+@dataclass
+class Identity:
+    """A person described by one or more photos.
+
+    Attributes:
+        aligned: (N, 112, 112, 3) uint8 ArcFace-aligned crops, one per photo.
+        squares: (N, S, S, 3) uint8 FeedFace square crops (box expanded 1.1×).
+        masks: (N, S, S) uint8 face masks matching `squares` (255 = face).
+        embeddings: (N, D) float32 unit embeddings, one per photo.
+        embedding: (D,) float32 unit mean embedding.
+        bboxes: (N, 4) float32 face boxes in source-image pixels.
+        landmarks: (N, 5, 2) float32 landmarks in source-image pixels.
+        meta: JSON-ready metadata (sources, recogniser, settings, outliers, quality).
+    """
+
+    aligned: np.ndarray
+    squares: np.ndarray
+    masks: np.ndarray
+    embeddings: np.ndarray
+    embedding: np.ndarray
+    bboxes: np.ndarray
+    landmarks: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_photos(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def outliers(self) -> list[int]:
+        """Indices of photos whose face disagrees with the others (probably someone else)."""
+        return list(self.meta.get("outliers", []))
+
+    @classmethod
+    def from_images(
+        cls,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        recognizer="sface",
+        face_policy="largest",
+        square_size: int = 512,
+        mask_method: str = "auto",
+        min_face_size: float = 32.0,
+        drop_outliers: bool = False,
+        analyzer=None,
+        progress: bool = False,
+    ) -> Identity:
+        """Build an identity from photos of one person.
+
+        Args:
+            images: one or more paths, PIL images or RGB arrays.
+            recognizer: recogniser name or instance for the embeddings.
+            face_policy: which face to use in photos with several ('largest', 'central',
+                'single' or an index).
+            square_size: side of the stored FeedFace square crops and masks.
+            mask_method: 'auto', 'mediapipe' or 'landmarks' (see `sameface.faces.masks`).
+            min_face_size: faces smaller than this (pixels) are not used.
+            drop_outliers: leave photos that disagree with the others out of the mean embedding.
+            analyzer: a ready `FaceAnalyzer` (overrides recognizer/face_policy/min_face_size).
+            progress: show a progress bar.
+
+        Raises:
+            ImageLoadError: a photo cannot be read.
+            FaceNotFoundError: a photo has no usable face.
+        """
+        from .faces import FaceAnalyzer, FaceMasker, align_face, square_crop
+
+        sources = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not sources:
+            raise ValueError("an identity needs at least one photo")
+        if square_size < 16:
+            raise ValueError(f"square_size must be at least 16, got {square_size}")
+        if analyzer is None:
+            analyzer = FaceAnalyzer(recognizer, face_policy=face_policy, min_face_size=min_face_size)
+        masker = FaceMasker(mask_method)
+        rec = analyzer.recognizer
+        aligned, squares, masks, embs, boxes, lms, photos = [], [], [], [], [], [], []
+        iterator = sources
+        if progress and len(sources) > 1:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(sources, desc="faces", unit="photo")
+        for src in iterator:
+            res = analyzer.analyze(src, strict=True)
+            face = res.face
+            square, box = square_crop(res.image, face.bbox, expand=1.1, size=square_size)
+            full_mask, mask_used = masker.mask_with_method(res.image, face)
+            mask, _ = square_crop(full_mask, face.bbox, expand=1.1, size=square_size, pad_value=0)
+            # Store the standard ArcFace crop whatever the recogniser aligns to (dlib uses its own).
+            aligned.append(align_face(res.image, face.landmarks, 112))
+            squares.append(square)
+            masks.append(mask)
+            embs.append(res.embedding)
+            boxes.append(np.asarray(face.bbox, np.float32))
+            lms.append(np.asarray(face.landmarks, np.float32))
+            photos.append(
+                {
+                    "source": res.name if isinstance(src, (str, os.PathLike)) else describe_source(src),
+                    "sha256": file_sha256(src) if isinstance(src, (str, os.PathLike)) else array_sha256(res.image),
+                    "size": [int(res.image.shape[1]), int(res.image.shape[0])],
+                    "faces_found": len(res.faces),
+                    "face_index": res.chosen,
+                    "square_box": [int(v) for v in box],
+                    "mask_method": mask_used,
+                    "quality": face.quality.to_dict() if face.quality else None,
+                }
+            )
+        embeddings = np.stack(embs).astype(np.float32)
+        outliers, agreement = find_outliers(embeddings, rec.same_person_threshold)
+        keep = [i for i in range(len(embs)) if not (drop_outliers and i in outliers)] or list(range(len(embs)))
+        mean = embeddings[keep].mean(0)
+        mean = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        for i, p in enumerate(photos):
+            p["agreement"] = None if agreement[i] is None else round(float(agreement[i]), 4)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "recognizer": rec.describe() | {"same_person_threshold": rec.same_person_threshold},
+            "detector": {"name": analyzer.detector.name, "version": getattr(analyzer.detector, "version", "")},
+            "face_policy": str(analyzer.face_policy),
+            "square_size": square_size,
+            "square_expand": 1.1,
+            "mask_method": masker.method,
+            "photos": photos,
+            "outliers": outliers,
+            "outliers_dropped": bool(drop_outliers and outliers),
+        }
+        masker.close()
+        return cls(
+            aligned=np.stack(aligned),
+            squares=np.stack(squares),
+            masks=np.stack(masks),
+            embeddings=embeddings,
+            embedding=mean,
+            bboxes=np.stack(boxes),
+            landmarks=np.stack(lms),
+            meta=meta,
+        )
+
+    # ---- persistence -------------------------------------------------------------------
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        return {
+            "aligned": self.aligned,
+            "squares": self.squares,
+            "masks": self.masks,
+            "embeddings": self.embeddings,
+            "embedding": self.embedding,
+            "bboxes": self.bboxes,
+            "landmarks": self.landmarks,
+        }
+
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False, save_crops: bool = True) -> Path:
+        """Write the identity to `folder` atomically.
+
+        Files are written into a temporary sibling folder and moved into place only when
+        complete, so an interrupted save leaves no half-written identity.
+
+        Args:
+            folder: destination; must not exist, be empty, or (with `overwrite`) hold an identity.
+            overwrite: replace an identity already saved there.
+            save_crops: also write the crops as PNGs under `crops/` for people to look at.
+        """
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        if folder.exists():
+            if not folder.is_dir():
+                raise ArtifactError(f"{folder}: exists and is not a folder")
+            existing = [p for p in folder.iterdir()]
+            if existing and not (folder / META_FILE).is_file():
+                raise ArtifactError(f"{folder}: folder is not empty and holds no identity; choose another path")
+            if existing and not overwrite:
+                raise ArtifactError(f"{folder}: an identity is already saved there (pass overwrite=True / --force)")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            files = [TENSORS_FILE, META_FILE]
+            save_file({k: np.ascontiguousarray(v) for k, v in self._tensors().items()}, str(tmp / TENSORS_FILE))
+            if save_crops:
+                from .imageio import save_image_atomic
+
+                for i in range(self.num_photos):
+                    for kind, arr in (("aligned", self.aligned[i]), ("square", self.squares[i]), ("mask", self.masks[i])):
+                        rel = f"{CROPS_DIR}/{i:02d}_{kind}.png"
+                        save_image_atomic(arr, tmp / rel)
+                        files.append(rel)
+            meta = dict(self.meta) | {"files": files}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            if folder.exists():
+                # Move the old identity aside, move the new one in, then drop the old one.
+                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+                old.rmdir()
+                os.replace(folder, old)
+                os.replace(tmp, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.meta = meta
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Identity:
+        """Load an identity saved with `save`.
+
+        Raises:
+            ArtifactError: the folder is missing, incomplete or not an identity.
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        if not (folder / META_FILE).is_file():
+            raise ArtifactError(f"{folder}: not an identity folder (no {META_FILE})")
+        if not (folder / TENSORS_FILE).is_file():
+            raise ArtifactError(f"{folder}: identity is incomplete ({TENSORS_FILE} missing)")
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{folder / META_FILE}: corrupt metadata ({e})") from None
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ArtifactError(
+                f"{folder}: identity format {meta.get('format_version')} is newer than this sameface "
+                f"understands ({FORMAT_VERSION}); upgrade sameface"
+            )
+        try:
+            t = load_file(str(folder / TENSORS_FILE))
+        except (SafetensorError, OSError) as e:
+            raise ArtifactError(f"{folder / TENSORS_FILE}: corrupt tensor file ({e})") from None
+        missing = {"aligned", "squares", "masks", "embeddings", "embedding", "bboxes", "landmarks"} - set(t)
+        if missing:
+            raise ArtifactError(f"{folder / TENSORS_FILE}: missing tensors {sorted(missing)}")
+        return cls(meta=meta, **{k: t[k] for k in ("aligned", "squares", "masks", "embeddings", "embedding", "bboxes", "landmarks")})
+
+    @staticmethod
+    def delete(folder: str | os.PathLike) -> None:
+        """Remove every file an identity wrote in `folder`, and the folder if that leaves it empty.
+
+        Files the identity did not write are left alone.
+        """
+        folder = Path(folder)
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            raise ArtifactError(f"{folder}: not an identity folder (no {META_FILE})")
+        try:
+            files = json.loads(meta_path.read_text()).get("files", [TENSORS_FILE])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            files = [TENSORS_FILE]
+        root = folder.resolve()
+        for rel in files:
+            p = (folder / rel).resolve()
+            if root not in p.parents:  # never follow a path outside the identity folder
+                continue
+            p.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        # Remove the sub-folders we created, deepest first, only if now empty.
+        for d in sorted({(folder / rel).parent for rel in files}, key=lambda p: len(p.parts), reverse=True):
+            if d != folder and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+    def summary(self) -> str:
+        """A few human-readable lines about the identity."""
+        lines = [f"identity: {self.num_photos} photo(s), recogniser {self.meta.get('recognizer', {}).get('name', '?')}"]
+        for i, p in enumerate(self.meta.get("photos", [])):
+            flag = "  <- disagrees with the others" if i in self.outliers else ""
+            lines.append(f"  [{i}] {p['source']}  agreement={p.get('agreement')}{flag}")
+        return "\n".join(lines)
+
+
+def find_outliers(embeddings: np.ndarray, threshold: float) -> tuple[list[int], list[float | None]]:
+    """Photos whose embedding disagrees with the rest.
+
+    Each photo's agreement is the cosine between its embedding and the normalised mean of
+    the *other* photos; below `threshold` (the recogniser's same-person threshold) it is an
+    outlier. With one photo there is nothing to compare, so no outliers.
+    """
+    n = embeddings.shape[0]
+    if n < 2:
+        return [], [None] * n
+    total = embeddings.sum(0)
+    agreement: list[float | None] = []
+    for i in range(n):
+        rest = total - embeddings[i]
+        rest = rest / max(float(np.linalg.norm(rest)), 1e-12)
+        agreement.append(float(embeddings[i] @ rest))
+    return [i for i, a in enumerate(agreement) if a is not None and a < threshold], agreement
+
+
+__all__ = ["Identity", "find_outliers"]

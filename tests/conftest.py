@@ -1,0 +1,70 @@
+"""Shared fixtures: test portraits, generated bad inputs, single-threaded torch/OpenCV."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "faces"
+SHARED = REPO.parent / "shared" / "testdata" / "faces"
+
+
+def _set_threads() -> None:
+    # One thread is the steadier choice on a shared 2-core machine (DESIGN.md).
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+_set_threads()
+
+
+def portrait(name: str) -> Path:
+    """A test portrait from the repo's examples or ../shared/testdata (skip if absent)."""
+    for root in (EXAMPLES, SHARED):
+        p = root / name
+        if p.is_file():
+            return p
+    pytest.skip(f"test portrait {name} not available")
+
+
+@pytest.fixture(scope="session")
+def obama() -> Path:
+    return portrait("obama.jpg")
+
+
+@pytest.fixture(scope="session")
+def obama2() -> Path:
+    return portrait("obama2.jpg")
+
+
+@pytest.fixture(scope="session")
+def biden() -> Path:
+    return portrait("biden.jpg")
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    from sameface.faces import FaceAnalyzer
+
+    return FaceAnalyzer("sface")
+
+
+@pytest.fixture(scope="session")
+def obama_rgb(obama) -> np.ndarray:
+    from sameface.imageio import load_image
+
+    return load_image(obama)

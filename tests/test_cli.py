@@ -1,0 +1,128 @@
+"""The CLI: inspect output (text and JSON), identity commands, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sameface.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inspect_json(capsys, tmp_path, obama, obama2, biden):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "gray").save(blank)
+    code, out, err = run(capsys, "inspect", "--json", obama, obama2, biden, blank)
+    doc = json.loads(out)
+    assert code == 1  # the blank image has no face
+    assert err.strip().splitlines() == [f"error: {blank}: no face found"]
+    assert [len(r["faces"]) for r in doc["images"]] == [1, 1, 1, 0]
+    face = doc["images"][0]["faces"][0]
+    assert set(face) >= {"bbox", "landmarks", "score", "size", "blur", "yaw", "pitch", "roll", "warnings"}
+    assert len(face["bbox"]) == 4 and len(face["landmarks"]) == 5
+    sim = doc["similarity"]
+    assert len(sim) == 4 and all(len(r) == 4 for r in sim)
+    assert sim[0][0] == pytest.approx(1.0, abs=1e-3)
+    assert sim[0][1] > sim[0][2] + 0.2  # obama-obama2 above obama-biden
+    assert sim[3] == [None] * 4 and sim[0][3] is None
+    assert doc["recognizer"]["name"] == "sface"
+
+
+def test_inspect_text_and_crops(capsys, tmp_path, obama, obama2):
+    code, out, err = run(capsys, "inspect", obama, obama2, "--save-crops", tmp_path / "crops")
+    assert code == 0 and err == ""
+    assert "identity similarity" in out and "score" in out
+    names = sorted(p.name for p in (tmp_path / "crops").iterdir())
+    assert names == ["00_obama_aligned.png", "00_obama_square.png", "01_obama2_aligned.png", "01_obama2_square.png"]
+    assert Image.open(tmp_path / "crops" / "00_obama_aligned.png").size == (112, 112)
+
+
+def _bad_files(tmp_path, obama):
+    data = obama.read_bytes()
+    files = {
+        "zero.jpg": b"",
+        "trunc.jpg": data[: len(data) // 3],
+        "text.png": b"hello world\n" * 20,
+        "garbage.jpg": bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8)),
+    }
+    paths = []
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        paths.append(tmp_path / name)
+    Image.new("1", (30000, 30000)).save(tmp_path / "bomb.png")
+    paths.append(tmp_path / "bomb.png")
+    paths.append(tmp_path / "missing.jpg")
+    return paths
+
+
+def test_each_bad_input_is_one_line_and_nonzero(capsys, tmp_path, obama):
+    for path in _bad_files(tmp_path, obama):
+        code, out, err = run(capsys, "inspect", path)
+        assert code == 1, path
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], err
+        assert "Traceback" not in err
+
+
+def test_unusual_modes_work_from_the_cli(capsys, tmp_path, obama):
+    im = Image.open(obama)
+    im.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    im.convert("P").save(tmp_path / "palette.png")
+    im.convert("L").save(tmp_path / "gray.png")
+    im.convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray((np.asarray(im.convert("L"), np.uint16) * 257)).save(tmp_path / "16bit.png")
+    paths = sorted(tmp_path.iterdir())
+    code, out, err = run(capsys, "inspect", "--json", *paths)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert all(len(r["faces"]) == 1 for r in doc["images"])
+    sims = [v for row in doc["similarity"] for v in row]
+    assert min(sims) > 0.6  # the same face whatever the colour mode
+
+
+def test_missing_model_file_is_one_line(capsys, tmp_path, monkeypatch, obama):
+    import importlib.resources
+
+    monkeypatch.setattr(importlib.resources, "files", lambda pkg: tmp_path)
+    code, out, err = run(capsys, "inspect", obama)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "reinstall" in err
+
+
+def test_bad_policy_is_a_usage_error(capsys, obama):
+    code, out, err = run(capsys, "inspect", obama, "--face", "leftmost")
+    assert code == 2 and err.startswith("error: face policy")
+
+
+def test_identity_commands(capsys, tmp_path, obama, obama2):
+    out_dir = tmp_path / "me"
+    code, out, err = run(capsys, "identity", "create", "--face", obama, obama2, "--out", out_dir, "--mask", "landmarks")
+    assert code == 0, err
+    assert (out_dir / "identity.safetensors").is_file()
+    code, out, err = run(capsys, "identity", "create", "--face", obama, "--out", out_dir)
+    assert code == 1 and "already saved" in err
+    code, out, err = run(capsys, "identity", "show", out_dir, "--json")
+    assert code == 0 and len(json.loads(out)["photos"]) == 2
+    code, out, err = run(capsys, "identity", "delete", out_dir)
+    assert code == 0 and not out_dir.exists()
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    cmd = [sys.executable, "-m", "sameface.cli", "inspect", str(bad)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"error: {bad}: not an image, or a format Pillow cannot read"]
+    help_text = subprocess.run([sys.executable, "-m", "sameface.cli", "--help"], capture_output=True, text=True).stdout
+    assert "inspect" in help_text and "identity" in help_text
