@@ -1,12 +1,13 @@
 # Developer entry points. `make setup` creates .venv; every other target uses it.
 VENV ?= .venv
+EXTRAS ?= dev,dlib
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: setup demo test test-slow bench lint format clean
 
 setup:
-	bash scripts/setup.sh dev
+	VENV=$(VENV) bash scripts/setup.sh $(EXTRAS)
 
 demo:
 	$(BIN)/sameface inspect examples/faces/obama.jpg examples/faces/obama2.jpg examples/faces/biden.jpg --save-crops out/crops
