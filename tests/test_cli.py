@@ -28,7 +28,17 @@ def test_inspect_json(capsys, tmp_path, obama, obama2, biden):
     assert err.strip().splitlines() == [f"error: {blank}: no face found"]
     assert [len(r["faces"]) for r in doc["images"]] == [1, 1, 1, 0]
     face = doc["images"][0]["faces"][0]
-    assert set(face) >= {"bbox", "landmarks", "score", "size", "blur", "yaw", "pitch", "roll", "warnings"}
+    assert set(face) >= {
+        "bbox",
+        "landmarks",
+        "score",
+        "size",
+        "blur",
+        "yaw",
+        "pitch",
+        "roll",
+        "warnings",
+    }
     assert len(face["bbox"]) == 4 and len(face["landmarks"]) == 5
     sim = doc["similarity"]
     assert len(sim) == 4 and all(len(r) == 4 for r in sim)
@@ -43,7 +53,12 @@ def test_inspect_text_and_crops(capsys, tmp_path, obama, obama2):
     assert code == 0 and err == ""
     assert "identity similarity" in out and "score" in out
     names = sorted(p.name for p in (tmp_path / "crops").iterdir())
-    assert names == ["00_obama_aligned.png", "00_obama_square.png", "01_obama2_aligned.png", "01_obama2_square.png"]
+    assert names == [
+        "00_obama_aligned.png",
+        "00_obama_square.png",
+        "01_obama2_aligned.png",
+        "01_obama2_square.png",
+    ]
     assert Image.open(tmp_path / "crops" / "00_obama_aligned.png").size == (112, 112)
 
 
@@ -80,7 +95,7 @@ def test_unusual_modes_work_from_the_cli(capsys, tmp_path, obama):
     im.convert("P").save(tmp_path / "palette.png")
     im.convert("L").save(tmp_path / "gray.png")
     im.convert("RGBA").save(tmp_path / "rgba.png")
-    Image.fromarray((np.asarray(im.convert("L"), np.uint16) * 257)).save(tmp_path / "16bit.png")
+    Image.fromarray(np.asarray(im.convert("L"), np.uint16) * 257).save(tmp_path / "16bit.png")
     paths = sorted(tmp_path.iterdir())
     code, out, err = run(capsys, "inspect", "--json", *paths)
     assert code == 0, err
@@ -106,7 +121,18 @@ def test_bad_policy_is_a_usage_error(capsys, obama):
 
 def test_identity_commands(capsys, tmp_path, obama, obama2):
     out_dir = tmp_path / "me"
-    code, out, err = run(capsys, "identity", "create", "--face", obama, obama2, "--out", out_dir, "--mask", "landmarks")
+    code, out, err = run(
+        capsys,
+        "identity",
+        "create",
+        "--face",
+        obama,
+        obama2,
+        "--out",
+        out_dir,
+        "--mask",
+        "landmarks",
+    )
     assert code == 0, err
     assert (out_dir / "identity.safetensors").is_file()
     code, out, err = run(capsys, "identity", "create", "--face", obama, "--out", out_dir)
@@ -123,6 +149,10 @@ def test_console_script_runs_without_traceback(tmp_path):
     cmd = [sys.executable, "-m", "sameface.cli", "inspect", str(bad)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"error: {bad}: not an image, or a format Pillow cannot read"]
-    help_text = subprocess.run([sys.executable, "-m", "sameface.cli", "--help"], capture_output=True, text=True).stdout
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {bad}: not an image, or a format Pillow cannot read"
+    ]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "sameface.cli", "--help"], capture_output=True, text=True
+    ).stdout
     assert "inspect" in help_text and "identity" in help_text

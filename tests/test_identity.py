@@ -32,7 +32,9 @@ def test_contents_and_outlier_report(ident):
 
 
 def test_drop_outliers_changes_the_mean(obama, obama2, biden, analyzer, ident):
-    dropped = Identity.from_images([obama, obama2, biden], analyzer=analyzer, square_size=128, drop_outliers=True)
+    dropped = Identity.from_images(
+        [obama, obama2, biden], analyzer=analyzer, square_size=128, drop_outliers=True
+    )
     two = Identity.from_images([obama, obama2], analyzer=analyzer, square_size=128)
     np.testing.assert_allclose(dropped.embedding, two.embedding, atol=1e-6)
     assert float(dropped.embedding @ ident.embedding) < 0.999

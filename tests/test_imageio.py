@@ -31,10 +31,12 @@ def test_missing_empty_dir_and_non_image(tmp_path):
 def test_corrupt_and_truncated(tmp_path, obama):
     data = obama.read_bytes()
     (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageLoadError, match="truncated|corrupt"):
+    with pytest.raises(ImageLoadError, match=r"truncated|corrupt"):
         load_image(tmp_path / "trunc.jpg")
     rng = np.random.default_rng(0)
-    (tmp_path / "garbage.jpg").write_bytes(data[:20] + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    (tmp_path / "garbage.jpg").write_bytes(
+        data[:20] + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    )
     with pytest.raises(ImageLoadError):
         load_image(tmp_path / "garbage.jpg")
 

@@ -49,7 +49,7 @@ def _fake_mediapipe(monkeypatch, calls):
 def test_ordered_cycle_walks_the_ring():
     order = ordered_cycle(frozenset(RING))
     assert sorted(order) == list(range(8)) and order[0] == 0
-    assert all(abs(a - b) in (1, 7) for a, b in zip(order, order[1:] + order[:1]))
+    assert all(abs(a - b) in (1, 7) for a, b in zip(order, order[1:] + order[:1], strict=True))
     with pytest.raises(ValueError):
         ordered_cycle([(0, 1), (1, 2)])
 
@@ -94,7 +94,9 @@ def test_masks_extra_missing_is_a_clear_error(monkeypatch):
         FaceMasker("mediapipe")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="masks extra not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mediapipe") is None, reason="masks extra not installed"
+)
 def test_real_facemesh_mask(obama_rgb):
     from sameface.faces import YuNetDetector, landmark_mask
 

@@ -24,7 +24,9 @@ def _separation(recognizer) -> tuple[float, float]:
         assert v.shape == (analyzer.recognizer.dim,) and v.dtype == np.float32
         assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
     same = [float(emb[a] @ emb[b]) for a, b in itertools.combinations(SAME, 2)]
-    diff = [float(emb[a] @ emb[b]) for a in SAME for b in OTHERS] + [float(emb[OTHERS[0]] @ emb[OTHERS[1]])]
+    diff = [float(emb[a] @ emb[b]) for a in SAME for b in OTHERS] + [
+        float(emb[OTHERS[0]] @ emb[OTHERS[1]])
+    ]
     return min(same), max(diff)
 
 
@@ -56,7 +58,7 @@ def test_insightface_never_downloads(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match="not found"):
         get_recognizer("insightface", model_path=tmp_path / "nope")
     (tmp_path / "pack").mkdir()
-    with pytest.raises(ModelNotFoundError, match="antelopev2/glintr100.onnx"):
+    with pytest.raises(ModelNotFoundError, match=r"antelopev2/glintr100\.onnx"):
         get_recognizer("insightface", model_path=tmp_path / "pack")
 
 
@@ -69,7 +71,9 @@ def _tiny_arcface_onnx(path, dim=512):
     w = numpy_helper.from_array(rng.standard_normal((3 * 4 * 4, dim)).astype(np.float32), "w")
     shape = numpy_helper.from_array(np.array([1, 3 * 4 * 4], np.int64), "shape")
     nodes = [
-        helper.make_node("AveragePool", ["input.1"], ["p"], kernel_shape=[28, 28], strides=[28, 28]),
+        helper.make_node(
+            "AveragePool", ["input.1"], ["p"], kernel_shape=[28, 28], strides=[28, 28]
+        ),
         helper.make_node("Reshape", ["p", "shape"], ["f"]),
         helper.make_node("MatMul", ["f", "w"], ["683"]),
     ]

@@ -34,7 +34,9 @@ def _add_face_options(p: argparse.ArgumentParser, policy_flag: str = "--face") -
         help="face recogniser for embeddings (default: sface, shipped; dlib needs the `dlib` extra; "
         "insightface needs local antelopev2/buffalo_l files)",
     )
-    p.add_argument("--insightface-model", metavar="PATH", help="insightface model-pack folder or ONNX file")
+    p.add_argument(
+        "--insightface-model", metavar="PATH", help="insightface model-pack folder or ONNX file"
+    )
     p.add_argument(
         policy_flag,
         dest="face_policy",
@@ -43,7 +45,13 @@ def _add_face_options(p: argparse.ArgumentParser, policy_flag: str = "--face") -
         help="which face to use when a photo has several: largest (default), central, single (error if "
         "several) or an index as listed by inspect",
     )
-    p.add_argument("--min-face-size", type=float, default=32.0, metavar="PX", help="ignore faces smaller than this (default 32)")
+    p.add_argument(
+        "--min-face-size",
+        type=float,
+        default=32.0,
+        metavar="PX",
+        help="ignore faces smaller than this (default 32)",
+    )
 
 
 def cmd_inspect(args) -> int:
@@ -60,8 +68,17 @@ def cmd_inspect(args) -> int:
         recognizer_kwargs=_recognizer_kwargs(args),
     )
     records, embeddings, failed = [], [], 0
-    for i, path in enumerate(tqdm(args.images, desc="inspect", unit="image", disable=None, leave=False)):
-        rec = {"path": str(path), "width": None, "height": None, "faces": [], "chosen": None, "error": None}
+    for i, path in enumerate(
+        tqdm(args.images, desc="inspect", unit="image", disable=None, leave=False)
+    ):
+        rec = {
+            "path": str(path),
+            "width": None,
+            "height": None,
+            "faces": [],
+            "chosen": None,
+            "error": None,
+        }
         try:
             res = analyzer.analyze(path)
         except SamefaceError as e:
@@ -90,9 +107,16 @@ def cmd_inspect(args) -> int:
         records.append(rec)
         embeddings.append(res.embedding)
     sim = similarity_matrix(embeddings)
-    rdesc = analyzer.recognizer.describe() | {"same_person_threshold": analyzer.recognizer.same_person_threshold}
+    rdesc = analyzer.recognizer.describe() | {
+        "same_person_threshold": analyzer.recognizer.same_person_threshold
+    }
     if args.json:
-        doc = {"version": __version__, "recognizer": rdesc, "images": records, "similarity": _round(sim)}
+        doc = {
+            "version": __version__,
+            "recognizer": rdesc,
+            "images": records,
+            "similarity": _round(sim),
+        }
         print(json.dumps(doc, indent=2))
     else:
         _print_inspect(records, sim, rdesc)
@@ -135,10 +159,17 @@ def cmd_identity_create(args) -> int:
     from .identity import Identity
 
     analyzer = FaceAnalyzer(
-        args.recognizer, face_policy=args.face_policy, min_face_size=args.min_face_size, recognizer_kwargs=_recognizer_kwargs(args)
+        args.recognizer,
+        face_policy=args.face_policy,
+        min_face_size=args.min_face_size,
+        recognizer_kwargs=_recognizer_kwargs(args),
     )
     ident = Identity.from_images(
-        args.faces, analyzer=analyzer, mask_method=args.mask, drop_outliers=args.drop_outliers, progress=True
+        args.faces,
+        analyzer=analyzer,
+        mask_method=args.mask,
+        drop_outliers=args.drop_outliers,
+        progress=True,
     )
     ident.save(args.out, overwrite=args.force)
     print(ident.summary())
@@ -173,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Identity-preserving personalisation of text-to-image diffusion models.",
     )
     parser.add_argument("--version", action="version", version=f"sameface {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks for unexpected errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -184,17 +217,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_face_options(p)
-    p.add_argument("--save-crops", metavar="DIR", help="write each chosen face's aligned 112×112 and 1.1× square crops here")
+    p.add_argument(
+        "--save-crops",
+        metavar="DIR",
+        help="write each chosen face's aligned 112×112 and 1.1× square crops here",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.set_defaults(func=cmd_inspect)
 
-    pid = sub.add_parser("identity", help="create, show or delete a saved identity").add_subparsers(dest="action", metavar="ACTION")
+    pid = sub.add_parser("identity", help="create, show or delete a saved identity").add_subparsers(
+        dest="action", metavar="ACTION"
+    )
     pc = pid.add_parser("create", help="build an identity folder from photos of one person")
-    pc.add_argument("--face", dest="faces", nargs="+", required=True, metavar="IMAGE", help="photos of the person")
+    pc.add_argument(
+        "--face",
+        dest="faces",
+        nargs="+",
+        required=True,
+        metavar="IMAGE",
+        help="photos of the person",
+    )
     pc.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     pc.add_argument("--force", action="store_true", help="replace an identity already saved in DIR")
-    pc.add_argument("--mask", default="auto", choices=["auto", "mediapipe", "landmarks"], help="face-mask method")
-    pc.add_argument("--drop-outliers", action="store_true", help="leave photos of someone else out of the mean embedding")
+    pc.add_argument(
+        "--mask",
+        default="auto",
+        choices=["auto", "mediapipe", "landmarks"],
+        help="face-mask method",
+    )
+    pc.add_argument(
+        "--drop-outliers",
+        action="store_true",
+        help="leave photos of someone else out of the mean embedding",
+    )
     _add_face_options(pc, policy_flag="--face-policy")  # `--face` names the photos here
     pc.set_defaults(func=cmd_identity_create)
     ps = pid.add_parser("show", help="print an identity's summary")
@@ -232,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        print(f"internal error: {type(e).__name__}: {e} (rerun with --debug and report it)", file=sys.stderr)
+        print(
+            f"internal error: {type(e).__name__}: {e} (rerun with --debug and report it)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

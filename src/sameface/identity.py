@@ -12,9 +12,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -100,7 +100,9 @@ class Identity:
         if square_size < 16:
             raise ValueError(f"square_size must be at least 16, got {square_size}")
         if analyzer is None:
-            analyzer = FaceAnalyzer(recognizer, face_policy=face_policy, min_face_size=min_face_size)
+            analyzer = FaceAnalyzer(
+                recognizer, face_policy=face_policy, min_face_size=min_face_size
+            )
         masker = FaceMasker(mask_method)
         rec = analyzer.recognizer
         aligned, squares, masks, embs, boxes, lms, photos = [], [], [], [], [], [], []
@@ -124,8 +126,12 @@ class Identity:
             lms.append(np.asarray(face.landmarks, np.float32))
             photos.append(
                 {
-                    "source": res.name if isinstance(src, (str, os.PathLike)) else describe_source(src),
-                    "sha256": file_sha256(src) if isinstance(src, (str, os.PathLike)) else array_sha256(res.image),
+                    "source": res.name
+                    if isinstance(src, (str, os.PathLike))
+                    else describe_source(src),
+                    "sha256": file_sha256(src)
+                    if isinstance(src, (str, os.PathLike))
+                    else array_sha256(res.image),
                     "size": [int(res.image.shape[1]), int(res.image.shape[0])],
                     "faces_found": len(res.faces),
                     "face_index": res.chosen,
@@ -136,7 +142,9 @@ class Identity:
             )
         embeddings = np.stack(embs).astype(np.float32)
         outliers, agreement = find_outliers(embeddings, rec.same_person_threshold)
-        keep = [i for i in range(len(embs)) if not (drop_outliers and i in outliers)] or list(range(len(embs)))
+        keep = [i for i in range(len(embs)) if not (drop_outliers and i in outliers)] or list(
+            range(len(embs))
+        )
         mean = embeddings[keep].mean(0)
         mean = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
         for i, p in enumerate(photos):
@@ -145,7 +153,10 @@ class Identity:
             "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "recognizer": rec.describe() | {"same_person_threshold": rec.same_person_threshold},
-            "detector": {"name": analyzer.detector.name, "version": getattr(analyzer.detector, "version", "")},
+            "detector": {
+                "name": analyzer.detector.name,
+                "version": getattr(analyzer.detector, "version", ""),
+            },
             "face_policy": str(analyzer.face_policy),
             "square_size": square_size,
             "square_expand": 1.1,
@@ -179,7 +190,9 @@ class Identity:
             "landmarks": self.landmarks,
         }
 
-    def save(self, folder: str | os.PathLike, *, overwrite: bool = False, save_crops: bool = True) -> Path:
+    def save(
+        self, folder: str | os.PathLike, *, overwrite: bool = False, save_crops: bool = True
+    ) -> Path:
         """Write the identity to `folder` atomically.
 
         Files are written into a temporary sibling folder and moved into place only when
@@ -198,19 +211,30 @@ class Identity:
                 raise ArtifactError(f"{folder}: exists and is not a folder")
             existing = [p for p in folder.iterdir()]
             if existing and not (folder / META_FILE).is_file():
-                raise ArtifactError(f"{folder}: folder is not empty and holds no identity; choose another path")
+                raise ArtifactError(
+                    f"{folder}: folder is not empty and holds no identity; choose another path"
+                )
             if existing and not overwrite:
-                raise ArtifactError(f"{folder}: an identity is already saved there (pass overwrite=True / --force)")
+                raise ArtifactError(
+                    f"{folder}: an identity is already saved there (pass overwrite=True / --force)"
+                )
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
             files = [TENSORS_FILE, META_FILE]
-            save_file({k: np.ascontiguousarray(v) for k, v in self._tensors().items()}, str(tmp / TENSORS_FILE))
+            save_file(
+                {k: np.ascontiguousarray(v) for k, v in self._tensors().items()},
+                str(tmp / TENSORS_FILE),
+            )
             if save_crops:
                 from .imageio import save_image_atomic
 
                 for i in range(self.num_photos):
-                    for kind, arr in (("aligned", self.aligned[i]), ("square", self.squares[i]), ("mask", self.masks[i])):
+                    for kind, arr in (
+                        ("aligned", self.aligned[i]),
+                        ("square", self.squares[i]),
+                        ("mask", self.masks[i]),
+                    ):
                         rel = f"{CROPS_DIR}/{i:02d}_{kind}.png"
                         save_image_atomic(arr, tmp / rel)
                         files.append(rel)
@@ -259,10 +283,32 @@ class Identity:
             t = load_file(str(folder / TENSORS_FILE))
         except (SafetensorError, OSError) as e:
             raise ArtifactError(f"{folder / TENSORS_FILE}: corrupt tensor file ({e})") from None
-        missing = {"aligned", "squares", "masks", "embeddings", "embedding", "bboxes", "landmarks"} - set(t)
+        missing = {
+            "aligned",
+            "squares",
+            "masks",
+            "embeddings",
+            "embedding",
+            "bboxes",
+            "landmarks",
+        } - set(t)
         if missing:
             raise ArtifactError(f"{folder / TENSORS_FILE}: missing tensors {sorted(missing)}")
-        return cls(meta=meta, **{k: t[k] for k in ("aligned", "squares", "masks", "embeddings", "embedding", "bboxes", "landmarks")})
+        return cls(
+            meta=meta,
+            **{
+                k: t[k]
+                for k in (
+                    "aligned",
+                    "squares",
+                    "masks",
+                    "embeddings",
+                    "embedding",
+                    "bboxes",
+                    "landmarks",
+                )
+            },
+        )
 
     @staticmethod
     def delete(folder: str | os.PathLike) -> None:
@@ -286,7 +332,9 @@ class Identity:
             p.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         # Remove the sub-folders we created, deepest first, only if now empty.
-        for d in sorted({(folder / rel).parent for rel in files}, key=lambda p: len(p.parts), reverse=True):
+        for d in sorted(
+            {(folder / rel).parent for rel in files}, key=lambda p: len(p.parts), reverse=True
+        ):
             if d != folder and d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         if folder.is_dir() and not any(folder.iterdir()):
@@ -294,7 +342,9 @@ class Identity:
 
     def summary(self) -> str:
         """A few human-readable lines about the identity."""
-        lines = [f"identity: {self.num_photos} photo(s), recogniser {self.meta.get('recognizer', {}).get('name', '?')}"]
+        lines = [
+            f"identity: {self.num_photos} photo(s), recogniser {self.meta.get('recognizer', {}).get('name', '?')}"
+        ]
         for i, p in enumerate(self.meta.get("photos", [])):
             flag = "  <- disagrees with the others" if i in self.outliers else ""
             lines.append(f"  [{i}] {p['source']}  agreement={p.get('agreement')}{flag}")

@@ -144,7 +144,9 @@ def _array_to_rgb(a: np.ndarray, *, max_pixels: int | None) -> np.ndarray:
         scale = 65535.0 if a.max(initial=0) <= 65535 else float(a.max())
         out = np.clip(a.astype(np.float64) / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
-        out = np.clip(a, 0, 255).astype(np.uint8) if a.dtype != np.bool_ else a.astype(np.uint8) * 255
+        out = (
+            np.clip(a, 0, 255).astype(np.uint8) if a.dtype != np.bool_ else a.astype(np.uint8) * 255
+        )
     elif np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ImageLoadError(f"{name}: array contains NaN or infinite values")
@@ -169,7 +171,9 @@ def save_image_atomic(image: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}.get(
+        path.suffix.lower(), "PNG"
+    )
     try:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=fmt)
         os.replace(tmp, path)

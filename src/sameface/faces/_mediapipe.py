@@ -69,8 +69,12 @@ class FaceMeshMasker:
 
             face_mesh = mp.solutions.face_mesh  # gone in mediapipe >= 0.10.30
         except (ImportError, AttributeError):
-            raise DependencyMissingError(f"MediaPipe FaceMesh is not available; {_INSTALL}") from None
-        self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=3, refine_landmarks=False)
+            raise DependencyMissingError(
+                f"MediaPipe FaceMesh is not available; {_INSTALL}"
+            ) from None
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=3, refine_landmarks=False
+        )
         self._oval = ordered_cycle(face_mesh.FACEMESH_FACE_OVAL)
         self.margin, self.min_side = margin, min_side
 
@@ -82,7 +86,10 @@ class FaceMeshMasker:
         x0, y0, x1, y1 = face.bbox
         bw, bh = x1 - x0, y1 - y0
         cx0, cy0 = max(0, int(x0 - self.margin * bw)), max(0, int(y0 - self.margin * bh))
-        cx1, cy1 = min(w, int(np.ceil(x1 + self.margin * bw))), min(h, int(np.ceil(y1 + self.margin * bh)))
+        cx1, cy1 = (
+            min(w, int(np.ceil(x1 + self.margin * bw))),
+            min(h, int(np.ceil(y1 + self.margin * bh))),
+        )
         crop = image[cy0:cy1, cx0:cx1]
         if crop.size == 0:
             return None

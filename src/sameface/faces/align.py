@@ -105,7 +105,11 @@ def square_crop(
     side = right - left
     shape = (side, side, *image.shape[2:])
     out = np.empty(shape, dtype=image.dtype)
-    out[...] = pad_value if image.ndim == 2 or np.isscalar(pad_value) else np.asarray(pad_value, image.dtype)
+    out[...] = (
+        pad_value
+        if image.ndim == 2 or np.isscalar(pad_value)
+        else np.asarray(pad_value, image.dtype)
+    )
     sx0, sy0 = max(left, 0), max(top, 0)
     sx1, sy1 = min(right, w), min(bottom, h)
     if sx1 > sx0 and sy1 > sy0:

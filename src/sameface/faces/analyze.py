@@ -68,7 +68,11 @@ class FaceAnalyzer:
     ):
         if min_face_size < 1:
             raise ValueError(f"min_face_size must be >= 1, got {min_face_size}")
-        self.recognizer = get_recognizer(recognizer, **(recognizer_kwargs or {})) if isinstance(recognizer, str) else recognizer
+        self.recognizer = (
+            get_recognizer(recognizer, **(recognizer_kwargs or {}))
+            if isinstance(recognizer, str)
+            else recognizer
+        )
         self.detector = detector if detector is not None else YuNetDetector()
         self.face_policy = parse_policy(face_policy)
         self.min_face_size = float(min_face_size)
@@ -81,7 +85,14 @@ class FaceAnalyzer:
             f.quality = assess_quality(image, f)
         return faces
 
-    def choose(self, image: np.ndarray, faces: list[Face], *, name: str = "image", face_policy: FacePolicy | None = None) -> int:
+    def choose(
+        self,
+        image: np.ndarray,
+        faces: list[Face],
+        *,
+        name: str = "image",
+        face_policy: FacePolicy | None = None,
+    ) -> int:
         """Index of the usable face under the policy; raises `FaceNotFoundError` when none is usable."""
         if not faces:
             raise FaceNotFoundError(f"{name}: no face found")
@@ -93,16 +104,22 @@ class FaceAnalyzer:
                 "use a photo where the face is larger"
             )
         policy = self.face_policy if face_policy is None else parse_policy(face_policy)
-        if isinstance(policy, int):  # an index counts over all detections, as the user sees them listed
+        if isinstance(
+            policy, int
+        ):  # an index counts over all detections, as the user sees them listed
             if policy >= len(faces):
-                raise FaceNotFoundError(f"{name}: face index {policy} requested but only {len(faces)} face(s) found")
+                raise FaceNotFoundError(
+                    f"{name}: face index {policy} requested but only {len(faces)} face(s) found"
+                )
             if policy not in usable:
                 raise FaceNotFoundError(f"{name}: face {policy} is too small to use")
             return policy
         sub = [faces[i] for i in usable]
         return usable[select_face(sub, image.shape[:2], policy, name=name)]
 
-    def analyze(self, source: ImageInput, *, face_policy: FacePolicy | None = None, strict: bool = False) -> ImageFaces:
+    def analyze(
+        self, source: ImageInput, *, face_policy: FacePolicy | None = None, strict: bool = False
+    ) -> ImageFaces:
         """Load an image, detect and rate faces, choose one and embed it.
 
         Args:

@@ -48,9 +48,13 @@ class YuNetDetector:
         if not os.path.isfile(path):
             raise ModelNotFoundError(f"YuNet model file not found: {path}")
         try:
-            self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold, nms_threshold, 5000)
+            self._net = cv2.FaceDetectorYN.create(
+                path, "", (320, 320), score_threshold, nms_threshold, 5000
+            )
         except cv2.error as e:
-            raise ModelNotFoundError(f"cannot load YuNet model {path}: {str(e).strip().splitlines()[-1]}") from None
+            raise ModelNotFoundError(
+                f"cannot load YuNet model {path}: {str(e).strip().splitlines()[-1]}"
+            ) from None
         self.model_path = str(path)
         self.max_side = max_side
         self.retry_max_side = retry_max_side
@@ -59,7 +63,11 @@ class YuNetDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Detect faces in an RGB uint8 image; largest first."""
         faces = self._detect_at(image, self.max_side)
-        if not faces and self.retry_max_side > self.max_side and max(image.shape[:2]) > self.max_side:
+        if (
+            not faces
+            and self.retry_max_side > self.max_side
+            and max(image.shape[:2]) > self.max_side
+        ):
             faces = self._detect_at(image, self.retry_max_side)
         return faces
 
@@ -70,7 +78,11 @@ class YuNetDetector:
         scale = min(1.0, max_side / max(h, w))
         small = image
         if scale < 1.0:
-            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(
+                image,
+                (max(1, round(w * scale)), max(1, round(h * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, rows = self._net.detect(bgr)

@@ -62,7 +62,9 @@ class FaceMasker:
 
     def __init__(self, method: str = "auto"):
         if method not in MASK_METHODS:
-            raise ValueError(f"mask method must be one of {', '.join(MASK_METHODS)}, got {method!r}")
+            raise ValueError(
+                f"mask method must be one of {', '.join(MASK_METHODS)}, got {method!r}"
+            )
         self._mesh = None
         if method in ("auto", "mediapipe"):
             try:

@@ -26,8 +26,7 @@ def estimate_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     Good enough to flag profile or tilted photos, not a pose estimator.
     """
     lm = np.asarray(landmarks, dtype=np.float64)
-    reye, leye, nose, rmouth, lmouth = lm
-    dx, dy = leye - reye
+    dx, dy = lm[1] - lm[0]  # right eye -> left eye
     roll = math.degrees(math.atan2(dy, dx))
     # Undo roll so the rest is measured in the face's own frame.
     c, s = math.cos(-math.radians(roll)), math.sin(-math.radians(roll))
@@ -74,4 +73,12 @@ def assess_quality(
         warnings.append(f"blurry: sharpness {blur:.0f} < {min_blur:.0f}")
     if abs(yaw) > max_yaw:
         warnings.append(f"turned face: yaw {yaw:+.0f}°")
-    return FaceQuality(size=size, score=float(face.score), blur=blur, yaw=yaw, pitch=pitch, roll=roll, warnings=warnings)
+    return FaceQuality(
+        size=size,
+        score=float(face.score),
+        blur=blur,
+        yaw=yaw,
+        pitch=pitch,
+        roll=roll,
+        warnings=warnings,
+    )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 from ..errors import FaceNotFoundError
 from .types import Face
 
-FacePolicy = Union[str, int]
+FacePolicy = str | int
 """'largest', 'central', 'single' (error if more than one), or an index into the detections (largest first)."""
 
 POLICIES = ("largest", "central", "single")
@@ -23,11 +21,19 @@ def parse_policy(value: str | int) -> FacePolicy:
     if v.isdigit():
         return int(v)
     if v not in POLICIES:
-        raise ValueError(f"face policy must be one of {', '.join(POLICIES)} or an index, got {value!r}")
+        raise ValueError(
+            f"face policy must be one of {', '.join(POLICIES)} or an index, got {value!r}"
+        )
     return v
 
 
-def select_face(faces: list[Face], image_size: tuple[int, int], policy: FacePolicy = "largest", *, name: str = "image") -> int:
+def select_face(
+    faces: list[Face],
+    image_size: tuple[int, int],
+    policy: FacePolicy = "largest",
+    *,
+    name: str = "image",
+) -> int:
     """Index of the face to use under `policy`.
 
     Args:
@@ -44,7 +50,9 @@ def select_face(faces: list[Face], image_size: tuple[int, int], policy: FacePoli
         raise FaceNotFoundError(f"{name}: no face found")
     if isinstance(policy, int):
         if policy >= len(faces):
-            raise FaceNotFoundError(f"{name}: face index {policy} requested but only {len(faces)} face(s) found")
+            raise FaceNotFoundError(
+                f"{name}: face index {policy} requested but only {len(faces)} face(s) found"
+            )
         return policy
     if policy == "single":
         if len(faces) > 1:

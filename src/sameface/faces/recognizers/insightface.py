@@ -29,7 +29,9 @@ def find_insightface_model(model_path: str | os.PathLike | None = None) -> Path:
             return p
         if not p.exists():
             raise ModelNotFoundError(f"insightface model path not found: {p}")
-        candidates = [p / f for f in KNOWN_PACKS.values()] + [p / "models" / k / f for k, f in KNOWN_PACKS.items()]
+        candidates = [p / f for f in KNOWN_PACKS.values()] + [
+            p / "models" / k / f for k, f in KNOWN_PACKS.items()
+        ]
     else:
         root = Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser() / "models"
         candidates = [root / k / f for k, f in KNOWN_PACKS.items()]
@@ -76,7 +78,9 @@ class InsightFaceRecognizer(Recognizer):
             try:
                 self._net = cv2.dnn.readNetFromONNX(str(path))
             except cv2.error as e:
-                raise ModelNotFoundError(f"cannot load {path}: {str(e).strip().splitlines()[-1]}") from None
+                raise ModelNotFoundError(
+                    f"cannot load {path}: {str(e).strip().splitlines()[-1]}"
+                ) from None
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ModelNotFoundError(f"cannot load {path}: {e}") from None
         # The embedding size differs between packs; one dummy forward tells it.
@@ -91,7 +95,9 @@ class InsightFaceRecognizer(Recognizer):
         if aligned.shape[:2] != (112, 112):
             aligned = cv2.resize(aligned, (112, 112), interpolation=cv2.INTER_AREA)
         # insightface's ArcFace preprocessing: RGB, (x - 127.5) / 127.5, NCHW.
-        blob = cv2.dnn.blobFromImage(aligned, 1.0 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=False)
+        blob = cv2.dnn.blobFromImage(
+            aligned, 1.0 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=False
+        )
         return unit(self._forward(blob))
 
     def _forward(self, blob: np.ndarray) -> np.ndarray:

