@@ -156,3 +156,10 @@ def test_console_script_runs_without_traceback(tmp_path):
         [sys.executable, "-m", "sameface.cli", "--help"], capture_output=True, text=True
     ).stdout
     assert "inspect" in help_text and "identity" in help_text
+
+
+def test_missing_extra_is_one_line(capsys, monkeypatch, obama):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if the dlib extra were not installed
+    code, out, err = run(capsys, "inspect", obama, "--recognizer", "dlib")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "sameface[dlib]" in err
