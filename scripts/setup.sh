@@ -2,9 +2,9 @@
 # Create .venv and install sameface for development, offline-friendly and small:
 #  1. the CPU torch wheel first (an unpinned torch would pull a multi-GB CUDA build);
 #     a torch that is already importable (e.g. your CUDA build) is kept;
-#  2. clip-anytorch without its dependencies: we only read the real CLIP BPE vocabulary
-#     file it ships (its torchvision dependency would pull another torch);
-#  3. sameface itself with the extras given as arguments (default: dev).
+#  2. sameface itself with the extras given as the first argument (default: dev);
+#  3. clip-anytorch without its dependencies: we only read the real CLIP BPE vocabulary
+#     file it ships (its torchvision dependency would pull another torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -19,7 +19,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     # TORCH_INDEX_URL: optionally point pip at a PyTorch CPU wheel index (see README).
     "${PIP[@]}" install "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
-"${PIP[@]}" install --no-deps "clip-anytorch==2.6.0"
 echo "setup: installing sameface[$EXTRAS]" >&2
 "${PIP[@]}" install -e ".[$EXTRAS]"
+# Last, so pip's resolver does not complain about the dependencies we skip on purpose.
+"${PIP[@]}" install --no-deps --no-warn-conflicts "clip-anytorch==2.6.0"
 echo "setup: done; activate with: source $VENV/bin/activate" >&2
