@@ -41,6 +41,20 @@ def portrait(name: str) -> Path:
     pytest.skip(f"test portrait {name} not available")
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test on any attempt to open a connection; HF_HUB_OFFLINE is unset so code
+    that would download has to be stopped by sameface itself, not by the environment."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def obama() -> Path:
     return portrait("obama.jpg")

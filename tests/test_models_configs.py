@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sameface.models.builders import modules_from_configs
 from sameface.models.configs import REPOS, config_key, real_configs, write_config_folder
 from sameface.models.resolve import check_diffusers_folder
 
@@ -16,21 +17,10 @@ REAL_COUNTS = {
 
 
 def _meta_build(cfg):
-    import diffusers
     import torch
-    import transformers
 
     with torch.device("meta"):  # shapes only: no memory, no init time
-        unet = diffusers.UNet2DConditionModel.from_config(cfg["unet"])
-        vae = diffusers.AutoencoderKL.from_config(cfg["vae"])
-        encoders = []
-        for name in ("text_encoder", "text_encoder_2"):
-            if name in cfg:
-                conf = dict(cfg[name])
-                cls = getattr(transformers, conf.pop("architectures")[0])
-                conf.pop("model_type")
-                encoders.append(cls(transformers.CLIPTextConfig(**conf)))
-    return unet, vae, encoders
+        return modules_from_configs(cfg)
 
 
 def _count(module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,6 @@ def tiny_sd1_folder(tmp_path_factory, tok_dir):
     folder = tmp_path_factory.mktemp("tiny-sd1")
     save_base_model(tiny_base_model("sd1", tokenizer_cache_dir=tok_dir), folder)
     return folder
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail the test on any attempt to open a network connection."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

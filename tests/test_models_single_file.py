@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -17,16 +15,6 @@ from tests.models_ldm import to_ldm_state_dict
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("clip-tok")
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
 
 def _export(model, folder):

@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 TENSORS_FILE = "identity.safetensors"
 META_FILE = "identity.json"
 CROPS_DIR = "crops"
+TENSOR_NAMES = ("aligned", "squares", "masks", "embeddings", "embedding", "bboxes", "landmarks")
 
 
 @dataclass
@@ -180,15 +181,7 @@ class Identity:
     # ---- persistence -------------------------------------------------------------------
 
     def _tensors(self) -> dict[str, np.ndarray]:
-        return {
-            "aligned": self.aligned,
-            "squares": self.squares,
-            "masks": self.masks,
-            "embeddings": self.embeddings,
-            "embedding": self.embedding,
-            "bboxes": self.bboxes,
-            "landmarks": self.landmarks,
-        }
+        return {k: getattr(self, k) for k in TENSOR_NAMES}
 
     def save(
         self, folder: str | os.PathLike, *, overwrite: bool = False, save_crops: bool = True
@@ -283,32 +276,10 @@ class Identity:
             t = load_file(str(folder / TENSORS_FILE))
         except (SafetensorError, OSError) as e:
             raise ArtifactError(f"{folder / TENSORS_FILE}: corrupt tensor file ({e})") from None
-        missing = {
-            "aligned",
-            "squares",
-            "masks",
-            "embeddings",
-            "embedding",
-            "bboxes",
-            "landmarks",
-        } - set(t)
+        missing = set(TENSOR_NAMES) - set(t)
         if missing:
             raise ArtifactError(f"{folder / TENSORS_FILE}: missing tensors {sorted(missing)}")
-        return cls(
-            meta=meta,
-            **{
-                k: t[k]
-                for k in (
-                    "aligned",
-                    "squares",
-                    "masks",
-                    "embeddings",
-                    "embedding",
-                    "bboxes",
-                    "landmarks",
-                )
-            },
-        )
+        return cls(meta=meta, **{k: t[k] for k in TENSOR_NAMES})
 
     @staticmethod
     def delete(folder: str | os.PathLike) -> None:

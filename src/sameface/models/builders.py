@@ -159,15 +159,8 @@ def tiny_base_model(
                     transformers.CLIPTextConfig(**_TINY_TEXT_2, hidden_act="gelu")
                 )
             )
-    return BaseModel(
-        family=family,
-        tokenizers=_tokenizers(family, tokenizer_cache_dir),
-        text_encoders=encoders,
-        unet=unet,
-        vae=vae,
-        scheduler=_tiny_scheduler(family, prediction_type),
-        source=f"tiny:{family}",
-    )._eval()
+    scheduler = _tiny_scheduler(family, prediction_type)
+    return _assemble(family, encoders, unet, vae, scheduler, f"tiny:{family}", tokenizer_cache_dir)
 
 
 def real_config_base_model(
@@ -191,21 +184,38 @@ def real_config_base_model(
         tokenizer_cache_dir: folder for the offline-built CLIP tokenizer files.
     """
     import diffusers
-    import transformers
 
     cfg = real_configs(family, prediction_type)
     with _seeded(seed, dtype):
-        unet = diffusers.UNet2DConditionModel.from_config(cfg["unet"])
-        vae = diffusers.AutoencoderKL.from_config(cfg["vae"])
-        encoders = []
-        for name in ("text_encoder", "text_encoder_2"):
-            if name in cfg:
-                conf = dict(cfg[name])
-                cls = getattr(transformers, conf.pop("architectures")[0])
-                conf.pop("model_type", None)
-                encoders.append(cls(transformers.CLIPTextConfig(**conf)))
+        unet, vae, encoders = modules_from_configs(cfg)
     sched_conf = dict(cfg["scheduler"])
     scheduler = getattr(diffusers, sched_conf.pop("_class_name")).from_config(sched_conf)
+    source = f"random:{REPOS[config_key(family, prediction_type)]}"
+    return _assemble(family, encoders, unet, vae, scheduler, source, tokenizer_cache_dir)
+
+
+def modules_from_configs(cfg: dict) -> tuple[Any, Any, list[Any]]:
+    """(unet, vae, text encoders) built from `real_configs` dicts, with random weights.
+
+    Call it under `torch.device("meta")` to get shapes only (no memory, no init time).
+    """
+    import diffusers
+    import transformers
+
+    unet = diffusers.UNet2DConditionModel.from_config(cfg["unet"])
+    vae = diffusers.AutoencoderKL.from_config(cfg["vae"])
+    encoders = []
+    for name in ("text_encoder", "text_encoder_2"):
+        if name in cfg:
+            conf = dict(cfg[name])
+            cls = getattr(transformers, conf.pop("architectures")[0])
+            conf.pop("model_type", None)
+            encoders.append(cls(transformers.CLIPTextConfig(**conf)))
+    return unet, vae, encoders
+
+
+def _assemble(family, encoders, unet, vae, scheduler, source, tokenizer_cache_dir) -> BaseModel:
+    # Eval mode like `from_pretrained` gives, so built and loaded models behave alike.
     return BaseModel(
         family=family,
         tokenizers=_tokenizers(family, tokenizer_cache_dir),
@@ -213,5 +223,5 @@ def real_config_base_model(
         unet=unet,
         vae=vae,
         scheduler=scheduler,
-        source=f"random:{REPOS[config_key(family, prediction_type)]}",
+        source=source,
     )._eval()
