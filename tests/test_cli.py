@@ -163,3 +163,21 @@ def test_missing_extra_is_one_line(capsys, monkeypatch, obama):
     code, out, err = run(capsys, "inspect", obama, "--recognizer", "dlib")
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "sameface[dlib]" in err
+
+
+def test_folders_expand_to_their_images(capsys, tmp_path, obama, obama2):
+    import shutil
+
+    shutil.copy(obama, tmp_path / "a.jpg")
+    shutil.copy(obama2, tmp_path / "b.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, out, err = run(capsys, "inspect", "--json", tmp_path)
+    assert code == 0, err
+    assert [r["path"] for r in json.loads(out)["images"]] == [
+        str(tmp_path / "a.jpg"),
+        str(tmp_path / "b.jpg"),
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run(capsys, "inspect", empty)
+    assert code == 1 and "no image files" in err

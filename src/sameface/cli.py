@@ -54,6 +54,28 @@ def _add_face_options(p: argparse.ArgumentParser, policy_flag: str = "--face") -
     )
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def expand_images(paths: list[str]) -> list[str]:
+    """Paths as given, with folders replaced by the image files directly inside them (sorted)."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(
+                str(q) for q in path.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise SamefaceError(
+                    f"{p}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+                )
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
 def cmd_inspect(args) -> int:
     """Detect faces, rate them and compare identities across images."""
     from tqdm.auto import tqdm
@@ -69,7 +91,7 @@ def cmd_inspect(args) -> int:
     )
     records, embeddings, failed = [], [], 0
     for i, path in enumerate(
-        tqdm(args.images, desc="inspect", unit="image", disable=None, leave=False)
+        tqdm(expand_images(args.images), desc="inspect", unit="image", disable=None, leave=False)
     ):
         rec = {
             "path": str(path),
@@ -165,7 +187,7 @@ def cmd_identity_create(args) -> int:
         recognizer_kwargs=_recognizer_kwargs(args),
     )
     ident = Identity.from_images(
-        args.faces,
+        expand_images(args.faces),
         analyzer=analyzer,
         mask_method=args.mask,
         drop_outliers=args.drop_outliers,
@@ -215,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect faces (box, 5 landmarks, score), rate them (size, sharpness, pose) and print "
         "the pairwise identity similarity of the chosen face in each image.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
     _add_face_options(p)
     p.add_argument(
         "--save-crops",
@@ -235,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="IMAGE",
-        help="photos of the person",
+        help="photos of the person (files, or folders of them)",
     )
     pc.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     pc.add_argument("--force", action="store_true", help="replace an identity already saved in DIR")
