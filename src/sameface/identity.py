@@ -111,7 +111,9 @@ class Identity:
         if progress and len(sources) > 1:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(sources, desc="faces", unit="photo", disable=None)  # None: only on a terminal
+            iterator = tqdm(
+                sources, desc="faces", unit="photo", disable=None
+            )  # None: only on a terminal
         for src in iterator:
             res = analyzer.analyze(src, strict=True)
             face = res.face
