@@ -25,3 +25,7 @@ class DependencyMissingError(SamefaceError, ImportError):
 
 class ArtifactError(SamefaceError, ValueError):
     """A saved artifact (identity folder, weights) is missing parts or inconsistent."""
+
+
+class TrainingError(SamefaceError, RuntimeError):
+    """Training stopped: non-finite losses, or an interruption (a checkpoint was saved first)."""

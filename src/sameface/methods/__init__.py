@@ -1,0 +1,34 @@
+"""Personalisation methods behind one registry.
+
+Each method is a package (`config.py`, `model.py`, `train.py`, `pipeline.py`) whose
+`__init__` defines `METHOD`, a `MethodSpec`. The registry below is a constant mapping of
+names to packages, imported only when a method is asked for, so `import sameface` stays
+light. Adding a method: see docs/adding-a-method.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .spec import MethodSpec
+
+METHOD_PACKAGES = {
+    "textual-inversion": "sameface.methods.textual_inversion",
+}
+"""Registered method names -> the package defining `METHOD`."""
+
+
+def available_methods() -> list[str]:
+    """Names of the registered methods."""
+    return sorted(METHOD_PACKAGES)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The `MethodSpec` registered under `name` (case-insensitive, `_` or `-`)."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in METHOD_PACKAGES:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+    return importlib.import_module(METHOD_PACKAGES[key]).METHOD
+
+
+__all__ = ["METHOD_PACKAGES", "MethodSpec", "available_methods", "get_method"]

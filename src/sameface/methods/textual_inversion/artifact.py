@@ -1,0 +1,80 @@
+"""The textual-inversion artifact: embeddings plain diffusers can load, plus a JSON sidecar.
+
+    out/learned_embeds.safetensors   SD1.x/SD2.x: {"<id>": (k, dim)}
+                                     SDXL: {"clip_l": (k, 768), "clip_g": (k, 1280)}
+    out/artifact.json                method, base model, placeholder, init, settings, loss summary
+    out/identity/                    the identity it was trained on (reference faces)
+
+Load in diffusers without sameface:
+    pipe.load_textual_inversion("out/learned_embeds.safetensors", token="<id>")
+    # SDXL:
+    sd = safetensors.torch.load_file("out/learned_embeds.safetensors")
+    pipe.load_textual_inversion(sd["clip_l"], token="<id>", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(sd["clip_g"], token="<id>", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ...errors import ArtifactError
+
+EMBEDS_FILE = "learned_embeds.safetensors"
+META_FILE = "artifact.json"
+SDXL_KEYS = ("clip_l", "clip_g")
+
+
+def embedding_keys(family: str, placeholder: str) -> tuple[str, ...]:
+    """State-dict keys, one per text encoder, in the format diffusers loads."""
+    return SDXL_KEYS if family == "sdxl" else (placeholder,)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def save_embeddings(
+    folder: Path, family: str, placeholder: str, vectors: list[Any], meta: dict
+) -> None:
+    """Write the embeddings and the sidecar atomically (each via a temporary file + rename)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = embedding_keys(family, placeholder)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in zip(keys, vectors, strict=True)}
+    tmp = folder / f".{EMBEDS_FILE}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"placeholder": placeholder, "family": family})
+    os.replace(tmp, folder / EMBEDS_FILE)
+    write_json_atomic(folder / META_FILE, meta)
+
+
+def load_embeddings(folder: str | os.PathLike) -> tuple[list[Any], dict]:
+    """(vectors per text encoder, sidecar) of a saved artifact.
+
+    Raises:
+        ArtifactError: files missing or inconsistent.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file() or not (folder / EMBEDS_FILE).is_file():
+        raise ArtifactError(
+            f"{folder}: not a textual-inversion artifact ({META_FILE} and {EMBEDS_FILE} needed)"
+        )
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        tensors = load_file(str(folder / EMBEDS_FILE))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{folder}: unreadable artifact ({e})") from None
+    keys = embedding_keys(meta.get("family", "sd1"), meta.get("placeholder", "<id>"))
+    if set(keys) - set(tensors):
+        raise ArtifactError(
+            f"{folder / EMBEDS_FILE}: expected keys {list(keys)}, found {sorted(tensors)}"
+        )
+    return [tensors[k] for k in keys], meta

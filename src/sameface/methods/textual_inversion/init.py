@@ -1,0 +1,104 @@
+"""The three initialisations of seed 001: "face", "rand2" and "id"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...errors import SamefaceError
+
+FACE_PHRASE = "human face"
+
+
+@dataclass
+class InitChoice:
+    """Which vocabulary tokens the learned vectors start from, and why.
+
+    Attributes:
+        init: the init actually used ("face", "rand2" or "id").
+        token_ids: vocabulary ids, one per learned vector.
+        description: human-readable summary for logs and the sidecar.
+        celebrity: for "id", the chosen celebrity's name.
+        similarity: for "id", face similarity of the identity to that celebrity.
+    """
+
+    init: str
+    token_ids: list[int]
+    description: str
+    celebrity: str | None = None
+    similarity: float | None = None
+
+
+def fit_to_count(ids: list[int], k: int) -> list[int]:
+    """Exactly `k` ids: the first k when there are more, cycled when there are fewer."""
+    if not ids:
+        raise ValueError("no token ids to initialise from")
+    return [ids[i % len(ids)] for i in range(k)]
+
+
+def word_ids(tokenizer: Any, text: str) -> list[int]:
+    """Vocabulary ids of `text` without start/end/padding tokens."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def choose_init(
+    init: str,
+    tokenizer: Any,
+    num_tokens: int,
+    *,
+    identity_embedding: np.ndarray | None = None,
+    bank: Any = None,
+    seed: int = 0,
+) -> InitChoice:
+    """Pick the starting tokens for `init`.
+
+    Args:
+        init: "auto" ("id" with a bank, else "face"), "face", "rand2" or "id".
+        tokenizer: the base model's (first) tokenizer.
+        num_tokens: number of learned vectors.
+        identity_embedding: the identity's mean face embedding (for "id").
+        bank: a `CelebrityBank` (for "id" and "rand2").
+        seed: RNG seed (for "rand2").
+
+    Raises:
+        SamefaceError: "id"/"rand2" without a bank, or a bank made with another recogniser.
+    """
+    if init == "auto":
+        init = "id" if bank is not None and identity_embedding is not None else "face"
+    if init == "face":
+        ids = fit_to_count(word_ids(tokenizer, FACE_PHRASE), num_tokens)
+        return InitChoice("face", ids, f"tokens of {FACE_PHRASE!r}")
+    if bank is None or len(bank) == 0:
+        raise SamefaceError(
+            f"init {init!r} needs a celebrity bank (--celeb-bank DIR); build one with "
+            "`sameface celebs build --base MODEL --out DIR` or `--photos DIR`, or use --init face"
+        )
+    if init == "rand2":
+        # Two (k) random vectors out of all celebrity-name tokens (seed 001, init 2).
+        pool = sorted({t for ids in bank.token_ids for t in ids})
+        rng = np.random.default_rng(seed)
+        picked = rng.choice(pool, size=num_tokens, replace=len(pool) < num_tokens)
+        return InitChoice(
+            "rand2", [int(t) for t in picked], f"random celebrity-name tokens (seed {seed})"
+        )
+    if init == "id":
+        if identity_embedding is None:
+            raise SamefaceError("init 'id' needs the identity's face embedding")
+        if bank.embeddings.shape[1] != np.asarray(identity_embedding).shape[-1]:
+            raise SamefaceError(
+                f"the celebrity bank's embeddings ({bank.embeddings.shape[1]}-d) come from another "
+                f"recogniser than the identity's ({np.asarray(identity_embedding).shape[-1]}-d); "
+                "build the identity with the bank's recogniser"
+            )
+        name, sim = bank.nearest(np.asarray(identity_embedding, np.float32), k=1)[0]
+        ids = fit_to_count(word_ids(tokenizer, name), num_tokens)
+        return InitChoice(
+            "id",
+            ids,
+            f"tokens of {name!r} (face similarity {sim:.3f})",
+            celebrity=name,
+            similarity=float(sim),
+        )
+    raise ValueError(f"unknown init {init!r}")

@@ -1,0 +1,369 @@
+"""Personalise: learn the placeholder's vectors for one identity (seed 001).
+
+Reads top to bottom: prepare data and tokens, resume if a checkpoint exists, optimise
+L_simple with Adam, checkpoint, write the artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ... import __version__
+from ...errors import SamefaceError, TrainingError
+from ...losses import diffusion_target, l_simple, sample_timesteps
+from ...models.text import encode_prompts
+from ...training import (
+    CheckpointManager,
+    generator_from_state,
+    optimizer_state_dict_to_tensors,
+    tensors_to_optimizer_state_dict,
+)
+from ...training.latents import encode_latent_stats, to_tensor_images, to_tensor_masks
+from .artifact import EMBEDS_FILE, save_embeddings
+from .config import TextualInversionConfig
+from .init import choose_init
+from .model import LearnedTokens, TokenSplice, placeholder_tokens, tokenizer_with_placeholder
+
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = (
+    "steps",
+    "checkpoint_every",
+    "max_nan_steps",
+    "learning_rate",
+    "mixed_precision",
+    "gradient_checkpointing",
+)
+
+
+def personalize(
+    identity: Any,
+    base: Any,
+    config: TextualInversionConfig | None = None,
+    out_dir: str | Path = "out",
+    *,
+    base_spec: str | None = None,
+    bank: Any = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Learn `config.num_tokens` vectors per text encoder for `identity` and save the artifact.
+
+    Args:
+        identity: a `sameface.Identity` (its square crops are the training images).
+        base: a `BaseModel` (left as it was given: weights, tokenizers and dtype are restored).
+        config: settings; defaults to the paper's.
+        out_dir: artifact folder; checkpoints go to `out_dir/checkpoints` during training.
+        base_spec: how to load `base` again (recorded so `generate` can find it).
+        bank: a `CelebrityBank` for the "id" / "rand2" inits.
+        resume: continue from the newest checkpoint in `out_dir` when there is one.
+        progress: show a progress bar with the loss.
+
+    Returns:
+        `out_dir`.
+
+    Raises:
+        TrainingError: the loss stayed non-finite, or the run was interrupted (a
+            checkpoint is saved first; run again to resume).
+    """
+    cfg = config or TextualInversionConfig()
+    out = Path(out_dir)
+    ckpts = CheckpointManager(out / "checkpoints")
+    if not resume:
+        ckpts.clear()
+    res = cfg.resolution or base.resolution
+
+    # Tokens and their starting vectors (the same vocabulary tokens on every encoder).
+    choice = choose_init(
+        cfg.init,
+        base.tokenizer,
+        cfg.num_tokens,
+        identity_embedding=identity.embedding,
+        bank=bank,
+        seed=cfg.seed,
+    )
+    with contextlib.ExitStack() as stack:
+        tokenizers, learned = [], []
+        for tok, enc in zip(base.tokenizers, base.text_encoders, strict=True):
+            new_tok, ids = tokenizer_with_placeholder(tok, cfg.placeholder, cfg.num_tokens)
+            init = enc.get_input_embeddings().weight.detach()[choice.token_ids].float()
+            lt = LearnedTokens(init, cfg.reparam_base).to(base.device)
+            splice = TokenSplice(enc, ids, lt)
+            stack.callback(splice.remove)  # the base model is given back without our hooks
+            tokenizers.append(new_tok)
+            learned.append(lt)
+        run = _RunState(learned, cfg, ckpts, _fingerprint(cfg, identity, base))
+        if resume:
+            run.restore()
+        dtype = stack.enter_context(_frozen_base(base, cfg))
+        _optimise(run, base, identity, tokenizers, res, dtype, progress)
+
+    vectors = [lt.vectors().detach() for lt in learned]
+    meta = {
+        "method": "textual-inversion",
+        "format_version": 1,
+        "sameface_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "base": base_spec or base.source,
+        "family": base.family,
+        "prediction_type": base.prediction_type,
+        "resolution": res,
+        "placeholder": cfg.placeholder,
+        "num_tokens": cfg.num_tokens,
+        "tokens": placeholder_tokens(cfg.placeholder, cfg.num_tokens),
+        "embeddings_file": EMBEDS_FILE,
+        "init": {
+            "requested": cfg.init,
+            "used": choice.init,
+            "token_ids": choice.token_ids,
+            "description": choice.description,
+            "celebrity": choice.celebrity,
+            "similarity": choice.similarity,
+        },
+        "reparam_base": cfg.reparam_base,
+        "vector_norms": [[round(float(x), 5) for x in v.norm(dim=-1)] for v in vectors],
+        "config": cfg.to_dict(),
+        "loss": _loss_summary(run.losses),
+        "identity": {
+            "photos": identity.num_photos,
+            "recognizer": identity.meta.get("recognizer", {}),
+        },
+    }
+    identity.save(out / "identity", overwrite=True, save_crops=False)
+    save_embeddings(out, base.family, cfg.placeholder, vectors, meta)
+    ckpts.clear()
+    return out
+
+
+class _RunState:
+    """Everything a checkpoint holds: learned vectors, Adam state, RNG state, step and losses."""
+
+    def __init__(
+        self,
+        learned: list[LearnedTokens],
+        cfg: TextualInversionConfig,
+        ckpts: CheckpointManager,
+        fingerprint: str,
+    ):
+        self.learned, self.cfg, self.ckpts, self.fingerprint = learned, cfg, ckpts, fingerprint
+        self.params = [p for lt in learned for p in lt.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.learning_rate, betas=cfg.adam_betas)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.losses: list[float] = []
+
+    def save(self, rng_state: Any = None) -> None:
+        """Checkpoint the state after `self.step` applied steps (`rng_state`: the RNG at that point)."""
+        tensors = {
+            f"learned.{i}.{n}": p
+            for i, lt in enumerate(self.learned)
+            for n, p in lt.named_parameters()
+        }
+        opt_tensors, opt_meta = optimizer_state_dict_to_tensors(self.optimizer)
+        tensors |= opt_tensors | {
+            "rng": self.generator.get_state() if rng_state is None else rng_state
+        }
+        state = {
+            "fingerprint": self.fingerprint,
+            "losses": self.losses[: self.step],
+            "optimizer": opt_meta,
+        }
+        self.ckpts.save(self.step, tensors, state)
+
+    def restore(self) -> None:
+        """Continue from the newest checkpoint, if any."""
+        latest = self.ckpts.load_latest()
+        if latest is None:
+            return
+        tensors, state = latest
+        if state.get("fingerprint") != self.fingerprint:
+            raise SamefaceError(
+                f"{self.ckpts.folder} holds checkpoints of a run with other settings, identity or base "
+                "model; pass --no-resume (resume=False) to start over, or use another --out"
+            )
+        with torch.no_grad():
+            for i, lt in enumerate(self.learned):
+                for name, p in lt.named_parameters():
+                    p.copy_(tensors[f"learned.{i}.{name}"])
+        self.optimizer.load_state_dict(tensors_to_optimizer_state_dict(tensors, state["optimizer"]))
+        for g in self.optimizer.param_groups:  # a resumed run may use a new learning rate
+            g["lr"] = self.cfg.learning_rate
+        self.generator = generator_from_state(tensors["rng"])
+        self.step, self.losses = int(state["step"]), list(state["losses"])
+
+
+def _optimise(
+    run: _RunState, base: Any, identity: Any, tokenizers: list, res: int, dtype: Any, progress: bool
+) -> None:
+    """The training loop: L_simple (seed 001 eq. 3) with Adam, checkpointing as it goes."""
+    from tqdm.auto import tqdm
+
+    cfg = run.cfg
+    # Data: square face crops and their flips, as cached VAE posteriors.
+    images = to_tensor_images(identity.squares, res)
+    if cfg.flip_prob > 0:
+        images = torch.cat([images, images.flip(-1)])
+    mean, std = encode_latent_stats(base.vae, images)
+    n_photos = identity.num_photos
+    weights = None
+    if cfg.mask_weight < 1.0:
+        m = to_tensor_masks(identity.masks, mean.shape[-1])
+        m = torch.cat([m, m.flip(-1)]) if cfg.flip_prob > 0 else m
+        weights = m + cfg.mask_weight * (1 - m)
+    scheduler = _training_scheduler(base)
+    token_text = " ".join(placeholder_tokens(cfg.placeholder, cfg.num_tokens))
+    dev, g = base.device, run.generator
+
+    bar = tqdm(
+        total=cfg.steps,
+        initial=run.step,
+        desc="textual inversion",
+        unit="step",
+        disable=None if progress else True,
+    )
+    nan_run, rng_at_start = 0, None
+    try:
+        while run.step < cfg.steps:
+            # Everything random comes from the checkpointed generator; keep the state this
+            # step starts from in case it is interrupted half-way.
+            rng_at_start = g.get_state()
+            idx = torch.randint(n_photos, (cfg.batch_size,), generator=g)
+            if cfg.flip_prob > 0:
+                idx = (
+                    idx
+                    + n_photos * (torch.rand(cfg.batch_size, generator=g) < cfg.flip_prob).long()
+                )
+            latents = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
+            noise = torch.randn(latents.shape, generator=g)
+            t = sample_timesteps(scheduler, cfg.batch_size, g)
+            picks = torch.randint(len(cfg.templates), (cfg.batch_size,), generator=g)
+            prompts = [cfg.templates[int(i)].format(token_text) for i in picks]
+
+            noisy = scheduler.add_noise(latents, noise, t).to(dev, dtype)
+            hidden, added = encode_prompts(base, prompts, tokenizers=tokenizers, size=(res, res))
+            pred = base.unet(noisy, t.to(dev), hidden, added_cond_kwargs=added).sample
+            target = diffusion_target(scheduler, latents, noise, t).to(dev)
+            loss = l_simple(pred, target, None if weights is None else weights[idx].to(dev))
+            if (
+                cfg.reparam_base is None
+            ):  # L2 regularisation of plain vectors (seed 001, §Experiment)
+                loss = loss + cfg.l2_weight * sum(
+                    lt.vectors().pow(2).sum(-1).mean() for lt in run.learned
+                )
+
+            run.optimizer.zero_grad(set_to_none=True)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+                finite = all(
+                    p.grad is None or bool(torch.isfinite(p.grad).all()) for p in run.params
+                )
+            if not finite:
+                nan_run += 1
+                if nan_run >= cfg.max_nan_steps:
+                    run.save(rng_at_start)
+                    raise TrainingError(
+                        f"loss was not finite for {nan_run} steps in a row (step {run.step}); the last good "
+                        f"state is checkpointed in {run.ckpts.folder}. Lower --lr or use --mixed-precision no, "
+                        "then run again to resume"
+                    )
+                run.losses.append(float("nan"))  # skip the update, keep going
+            else:
+                nan_run = 0
+                run.optimizer.step()
+                run.losses.append(float(loss.detach()))
+            run.step += 1
+            rng_at_start = None
+            bar.update(1)
+            bar.set_postfix(loss=f"{_recent_mean(run.losses):.4f}")
+            if (
+                cfg.checkpoint_every
+                and run.step % cfg.checkpoint_every == 0
+                and run.step < cfg.steps
+            ):
+                run.save()
+    except KeyboardInterrupt:
+        run.save(rng_at_start)
+        raise TrainingError(
+            f"interrupted at step {run.step}/{cfg.steps}; checkpoint saved in {run.ckpts.folder}; "
+            "run the same command again to resume"
+        ) from None
+    finally:
+        bar.close()
+
+
+@contextlib.contextmanager
+def _frozen_base(base: Any, cfg: TextualInversionConfig):
+    """Freeze the base model for training and give it back as it was (grad flags, dtype, modes)."""
+    mods = base.modules()
+    saved = {
+        k: (m.training, next(m.parameters()).dtype, [p.requires_grad for p in m.parameters()])
+        for k, m in mods.items()
+    }
+    dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else next(base.unet.parameters()).dtype
+    for m in mods.values():
+        m.requires_grad_(False)
+        m.eval()
+        if cfg.mixed_precision == "bf16":
+            m.to(dtype=torch.bfloat16)
+    if cfg.gradient_checkpointing:
+        base.unet.enable_gradient_checkpointing()
+        for enc in base.text_encoders:
+            enc.gradient_checkpointing_enable()
+    try:
+        yield dtype
+    finally:
+        if cfg.gradient_checkpointing:
+            base.unet.disable_gradient_checkpointing()
+            for enc in base.text_encoders:
+                enc.gradient_checkpointing_disable()
+        for k, m in mods.items():
+            training, dt, flags = saved[k]
+            if next(m.parameters()).dtype != dt:
+                m.to(dtype=dt)
+            m.train(training)
+            for p, f in zip(m.parameters(), flags, strict=True):
+                p.requires_grad_(f)
+
+
+def _training_scheduler(base: Any) -> Any:
+    """DDPM noise schedule of the base model (its own scheduler may be Euler / DDIM for sampling)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(base.scheduler.config)
+
+
+def _fingerprint(cfg: TextualInversionConfig, identity: Any, base: Any) -> str:
+    """Hash of everything a resumed run must share with the interrupted one."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    h.update(identity.embedding.tobytes())
+    h.update(identity.squares.tobytes()[:1_000_000])
+    h.update(f"{base.family}:{base.source}".encode())
+    return h.hexdigest()[:16]
+
+
+def _recent_mean(losses: list[float], n: int = 20) -> float:
+    recent = [x for x in losses[-n:] if x == x]
+    return sum(recent) / len(recent) if recent else float("nan")
+
+
+def _loss_summary(losses: list[float]) -> dict:
+    finite = [x for x in losses if x == x]
+    if not finite:
+        return {"steps": len(losses)}
+    tail = finite[-50:]
+    return {
+        "steps": len(losses),
+        "first": round(finite[0], 6),
+        "last": round(finite[-1], 6),
+        "min": round(min(finite), 6),
+        "mean_last_50": round(sum(tail) / len(tail), 6),
+        "non_finite_steps": len(losses) - len(finite),
+    }

@@ -1,0 +1,92 @@
+"""Atomic, resumable checkpoints: each one a folder of safetensors + JSON, renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError
+
+PREFIX = "checkpoint-"
+
+
+class CheckpointManager:
+    """Write and find training checkpoints under `folder`.
+
+    A checkpoint is `folder/checkpoint-<step>/{state.safetensors, state.json}`. It is written
+    into a temporary folder and renamed into place, so a run killed mid-write leaves the
+    previous checkpoint intact and no partial one. Only the newest `keep` are kept.
+
+    Args:
+        folder: where checkpoints live (created on first save).
+        keep: how many checkpoints to keep.
+    """
+
+    def __init__(self, folder: str | os.PathLike, keep: int = 2):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.folder = Path(folder)
+        self.keep = keep
+
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints present, ascending."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for p in self.folder.iterdir():
+            complete = (p / "state.json").is_file() and (p / "state.safetensors").is_file()
+            if p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit() and complete:
+                out.append(int(p.name[len(PREFIX) :]))
+        return sorted(out)
+
+    def save(self, step: int, tensors: dict[str, Any], state: dict) -> Path:
+        """Write checkpoint `step` atomically and prune old ones."""
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / f"{PREFIX}{step}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{step}.tmp-", dir=self.folder))
+        try:
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                str(tmp / "state.safetensors"),
+            )
+            (tmp / "state.json").write_text(
+                json.dumps(state | {"step": step}, indent=1, sort_keys=True)
+            )
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        for old in self.steps()[: -self.keep]:
+            shutil.rmtree(self.folder / f"{PREFIX}{old}", ignore_errors=True)
+        return final
+
+    def load_latest(self) -> tuple[dict[str, Any], dict] | None:
+        """(tensors, state) of the newest complete checkpoint, or None when there is none."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        steps = self.steps()
+        if not steps:
+            return None
+        path = self.folder / f"{PREFIX}{steps[-1]}"
+        try:
+            return load_file(str(path / "state.safetensors")), json.loads(
+                (path / "state.json").read_text()
+            )
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ArtifactError(
+                f"checkpoint {path} is unreadable ({e}); delete it to resume from an older one"
+            ) from None
+
+    def clear(self) -> None:
+        """Remove every checkpoint (after a finished run)."""
+        if self.folder.is_dir():
+            shutil.rmtree(self.folder, ignore_errors=True)
