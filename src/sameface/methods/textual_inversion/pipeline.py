@@ -87,7 +87,7 @@ class TextualInversionPipeline:
         prompt: str | list[str],
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        guidance_scale: float | None = None,
         generator: Any = None,
         num_images_per_prompt: int = 1,
         height: int | None = None,
@@ -100,7 +100,7 @@ class TextualInversionPipeline:
             prompt: prompt(s) naming the person with the placeholder (e.g. "a photo of <id> as a chef").
             negative_prompt: what to steer away from.
             num_inference_steps: DDIM steps (paper: 50).
-            guidance_scale: classifier-free guidance scale.
+            guidance_scale: classifier-free guidance scale; default as diffusers (7.5, SDXL 5.0).
             generator: `torch.Generator` (or one per image) for reproducible images.
             num_images_per_prompt: images per prompt.
             height, width: image size; default the base model's resolution.
@@ -120,7 +120,9 @@ class TextualInversionPipeline:
             prompt=prompts,
             negative_prompt=negative_prompt,
             num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
+            guidance_scale=guidance_scale
+            if guidance_scale is not None
+            else (5.0 if self.base.is_sdxl else 7.5),
             generator=generator,
             num_images_per_prompt=num_images_per_prompt,
             height=height or size,
