@@ -74,8 +74,9 @@ def _bad_files(tmp_path, obama):
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
         paths.append(tmp_path / name)
-    Image.new("1", (30000, 30000)).save(tmp_path / "bomb.png")
-    paths.append(tmp_path / "bomb.png")
+    from tests.test_imageio import png_header
+
+    paths.append(png_header(tmp_path / "bomb.png", 9000, 8000))
     paths.append(tmp_path / "missing.jpg")
     return paths
 
@@ -181,3 +182,18 @@ def test_folders_expand_to_their_images(capsys, tmp_path, obama, obama2):
     empty.mkdir()
     code, out, err = run(capsys, "inspect", empty)
     assert code == 1 and "no image files" in err
+
+
+def test_output_paths_that_cannot_be_written(capsys, tmp_path, obama):
+    (tmp_path / "file.txt").write_text("x")
+    code, out, err = run(capsys, "inspect", obama, "--save-crops", tmp_path / "file.txt")
+    assert code == 1 and err.startswith("error: ") and "cannot create output folder" in err
+    code, out, err = run(
+        capsys, "identity", "create", "--face", obama, "--out", tmp_path / "file.txt" / "me"
+    )
+    assert code == 1 and "is a file" in err and "Traceback" not in err
+
+
+def test_debug_flag_after_the_command(capsys, obama):
+    code, out, err = run(capsys, "inspect", obama, "--json", "--debug")
+    assert code == 0

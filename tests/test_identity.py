@@ -112,3 +112,78 @@ def test_bad_photos_raise_typed_errors(tmp_path, analyzer, obama):
         Identity.from_images([np.full((100, 100, 3), 90, np.uint8)], analyzer=analyzer)
     with pytest.raises(ValueError):
         Identity.from_images([], analyzer=analyzer)
+
+
+def test_overwrite_never_loses_the_users_files(tmp_path, ident):
+    folder = ident.save(tmp_path / "me")
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match=r"notes\.txt"):
+        ident.save(folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_unusable_destinations(tmp_path, ident, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="is a file"):
+        ident.save(tmp_path / "file" / "me")
+    with pytest.raises(ArtifactError, match="not a folder"):
+        ident.save(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    with pytest.raises(ArtifactError, match="current folder"):
+        ident.save(".")
+    long_ok = tmp_path / ("x" * 240)  # a legal name; the temporary folder's name must be too
+    assert Identity.load(ident.save(long_ok)).num_photos == 3
+
+
+def test_saved_files_follow_the_umask(tmp_path, ident):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = ident.save(tmp_path / "me")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert stat.S_IMODE((folder / "identity.safetensors").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '{"format_version": "2"}', "{not json"])
+def test_malformed_metadata_is_a_typed_error(tmp_path, ident, meta):
+    folder = ident.save(tmp_path / "me")
+    (folder / "identity.json").write_text(meta)
+    with pytest.raises(ArtifactError):
+        Identity.load(folder)
+    Identity.delete(folder)  # falls back to the layout save writes
+    assert not folder.exists()
+
+
+def test_delete_never_leaves_the_folder(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    ident_dir = tmp_path / "id"
+    ident_dir.mkdir()
+    (ident_dir / "identity.json").write_text('{"files": ["../victim/keep.txt", "identity.json"]}')
+    Identity.delete(ident_dir)
+    assert (victim / "keep.txt").exists()
+
+
+def test_summary_tolerates_odd_metadata(ident):
+    odd = Identity(
+        **{
+            k: getattr(ident, k)
+            for k in (
+                "aligned",
+                "squares",
+                "masks",
+                "embeddings",
+                "embedding",
+                "bboxes",
+                "landmarks",
+            )
+        },
+        meta={"photos": [{}], "recognizer": "x"},
+    )
+    assert "3 photo(s)" in odd.summary()

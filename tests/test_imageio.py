@@ -41,12 +41,33 @@ def test_corrupt_and_truncated(tmp_path, obama):
         load_image(tmp_path / "garbage.jpg")
 
 
+def png_header(path, width, height):
+    """A PNG that declares width×height pixels in a few bytes (what a decompression bomb looks like)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
 def test_decompression_bomb(tmp_path):
-    # 30000×30000 1-bit PNG: a few KB on disk, 900 megapixels decoded.
-    Image.new("1", (30000, 30000)).save(tmp_path / "bomb.png")
-    assert (tmp_path / "bomb.png").stat().st_size < 1_000_000
+    # 9000×8000 = 72 MP: over our 64 MP limit, under Pillow's own; refused before decoding.
+    with pytest.raises(ImageLoadError, match="72 MP > 64 MP"):
+        load_image(png_header(tmp_path / "bomb.png", 9000, 8000))
+    # 30000×30000 = 900 MP: Pillow's own guard fires first; still one clear error.
     with pytest.raises(ImageLoadError, match="too large"):
-        load_image(tmp_path / "bomb.png")
+        load_image(png_header(tmp_path / "huge.png", 30000, 30000))
     with pytest.raises(ImageLoadError, match="too large"):
         load_image(np.zeros((100, 100, 3), np.uint8), max_pixels=5000)
 
@@ -108,3 +129,30 @@ def test_save_image_atomic_leaves_no_temp(tmp_path, small):
     p = save_image_atomic(small, tmp_path / "sub" / "x.png")
     assert p.is_file()
     assert [q.name for q in (tmp_path / "sub").iterdir()] == ["x.png"]
+
+
+def test_corrupt_exif_gives_no_python_warnings(tmp_path, small, recwarn):
+    exif = Image.Exif()
+    exif[0x0112] = 65535  # not an orientation
+    Image.fromarray(small).save(tmp_path / "odd.jpg", exif=exif.tobytes())
+    assert load_image(tmp_path / "odd.jpg").shape == small.shape
+    assert len(recwarn) == 0
+
+
+def test_lazily_opened_truncated_pil_image(tmp_path, obama):
+    data = obama.read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
+    with Image.open(tmp_path / "t.jpg") as im, pytest.raises(ImageLoadError, match="truncated"):
+        load_image(im)
+
+
+def test_unusable_paths(tmp_path):
+    with pytest.raises(ImageLoadError):
+        load_image(tmp_path / ("a" * 300 + ".jpg"))
+    (tmp_path / "file").write_text("x")
+    from sameface.errors import OutputError
+
+    with pytest.raises(OutputError, match="cannot write"):
+        save_image_atomic(np.zeros((4, 4, 3), np.uint8), tmp_path / "file" / "x.png")
+    long_name = tmp_path / ("b" * 250 + ".png")  # legal name; the temporary one must be too
+    assert save_image_atomic(np.zeros((4, 4, 3), np.uint8), long_name).is_file()

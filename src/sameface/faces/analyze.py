@@ -66,7 +66,7 @@ class FaceAnalyzer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         recognizer_kwargs: dict | None = None,
     ):
-        if min_face_size < 1:
+        if not min_face_size >= 1:  # also refuses NaN
             raise ValueError(f"min_face_size must be >= 1, got {min_face_size}")
         self.recognizer = (
             get_recognizer(recognizer, **(recognizer_kwargs or {}))

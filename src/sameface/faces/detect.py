@@ -87,9 +87,14 @@ class YuNetDetector:
         self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, rows = self._net.detect(bgr)
         faces = []
+        # Per-axis factors: each side was rounded separately when resizing.
+        sx, sy = w / bgr.shape[1], h / bgr.shape[0]
         for row in [] if rows is None else rows:
-            x, y, bw, bh = (float(v) / scale for v in row[:4])
-            lm = np.asarray(row[4:14], dtype=np.float32).reshape(5, 2) / scale
+            x, bw = float(row[0]) * sx, float(row[2]) * sx
+            y, bh = float(row[1]) * sy, float(row[3]) * sy
+            lm = np.asarray(row[4:14], dtype=np.float32).reshape(5, 2) * np.array(
+                [sx, sy], np.float32
+            )
             x0, y0 = max(0.0, x), max(0.0, y)
             x1, y1 = min(float(w), x + bw), min(float(h), y + bh)
             if x1 - x0 < 2 or y1 - y0 < 2:

@@ -28,9 +28,11 @@ def landmark_mask(image_size: tuple[int, int], face: Face) -> np.ndarray:
     axis = mouth - eyes
     d = float(np.linalg.norm(axis))
     e = float(np.linalg.norm(lm[1] - lm[0]))
-    if d < 1e-3 or e < 1e-3:  # degenerate landmarks: fall back to the box
-        d, e = face.height / 2.6, face.width / 2.0
+    if d < 1e-3 or e < 1e-3:  # degenerate landmarks: place the face by the box instead
+        d, e = face.height / 2.85, face.width / 2.1
         axis = np.array([0.0, d])
+        cx, cy = face.center
+        eyes = np.array([cx, cy - 0.325 * d])  # puts the ellipse's centre on the box centre
     u = axis / max(np.linalg.norm(axis), 1e-6)
     # Proportions of an average face in units of eye-mouth distance d and eye distance e:
     # hairline ~1.1 d above the eyes, chin ~0.75 d below the mouth, cheeks ~1.05 e from the centre.

@@ -83,8 +83,19 @@ class InsightFaceRecognizer(Recognizer):
                 ) from None
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ModelNotFoundError(f"cannot load {path}: {e}") from None
-        # The embedding size differs between packs; one dummy forward tells it.
-        self.dim = int(self._forward(np.zeros((1, 3, 112, 112), np.float32)).size)
+        # The embedding size differs between packs; one dummy forward tells it, and refuses
+        # files that are not a recogniser (e.g. a pack's detector, det_10g.onnx).
+        try:
+            out = np.asarray(self._forward(np.zeros((1, 3, 112, 112), np.float32)))
+        except Exception as e:
+            raise ModelNotFoundError(
+                f"{path} does not take a 112×112 face crop; not a recognition model ({e})"
+            ) from None
+        if out.ndim != 2 or out.shape[0] != 1 or not 64 <= out.shape[1] <= 2048:
+            raise ModelNotFoundError(
+                f"{path} outputs shape {list(out.shape)}, not a face embedding; not a recognition model"
+            )
+        self.dim = int(out.shape[1])
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         return align_face(image, face.landmarks, 112)
