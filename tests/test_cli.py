@@ -197,3 +197,82 @@ def test_output_paths_that_cannot_be_written(capsys, tmp_path, obama):
 def test_debug_flag_after_the_command(capsys, obama):
     code, out, err = run(capsys, "inspect", obama, "--json", "--debug")
     assert code == 0
+
+
+def test_personalize_then_generate(capsys, tmp_path, obama, obama2):
+    from sameface.models import save_base_model, tiny_base_model
+
+    base_dir = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    art = tmp_path / "me"
+    code, out, err = run(
+        capsys,
+        "personalize",
+        "--face",
+        obama,
+        obama2,
+        "--base",
+        base_dir,
+        "--out",
+        art,
+        "--steps",
+        "3",
+        "--init",
+        "face",
+        "--reparam-base",
+        "e",
+        "--set",
+        "num_tokens=3",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert "sameface generate" in out
+    meta = json.loads((art / "artifact.json").read_text())
+    assert (
+        meta["num_tokens"] == 3
+        and abs(meta["reparam_base"] - 2.718281828) < 1e-6
+        and meta["base"] == str(base_dir)
+    )
+    code, out, err = run(capsys, "personalize", "--face", obama, "--base", base_dir, "--out", art)
+    assert code == 1 and "--force" in err
+    imgs = tmp_path / "imgs"
+    code, out, err = run(
+        capsys,
+        "generate",
+        "--identity",
+        art,
+        "a photo of <id> as a chef",
+        "-n",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        imgs,
+        "--seed",
+        "5",
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in imgs.iterdir()) == [
+        "a-photo-of-id-as-a-chef_5.png",
+        "a-photo-of-id-as-a-chef_6.png",
+        "generation.json",
+    ]
+    code, out, err = run(capsys, "generate", "--identity", art, "a photo of a chef", "--out", imgs)
+    assert code == 2 and "<id>" in err
+    code, out, err = run(
+        capsys,
+        "personalize",
+        "--face",
+        obama,
+        "--base",
+        base_dir,
+        "--out",
+        tmp_path / "x",
+        "--set",
+        "colour=blue",
+    )
+    assert code == 2 and "unknown setting" in err
+    code, out, err = run(
+        capsys, "generate", "--identity", tmp_path, "a photo of <id>", "--out", imgs
+    )
+    assert code == 1 and "personalize" in err

@@ -9,8 +9,11 @@ light. Adding a method: see docs/adding-a-method.md.
 from __future__ import annotations
 
 import importlib
+import json
+import os
+from pathlib import Path
 
-from .spec import MethodSpec
+from .spec import GenerationOutput, MethodSpec
 
 METHOD_PACKAGES = {
     "textual-inversion": "sameface.methods.textual_inversion",
@@ -31,4 +34,20 @@ def get_method(name: str) -> MethodSpec:
     return importlib.import_module(METHOD_PACKAGES[key]).METHOD
 
 
-__all__ = ["METHOD_PACKAGES", "MethodSpec", "available_methods", "get_method"]
+def artifact_method(folder: str | os.PathLike) -> str | None:
+    """The method that wrote an artifact folder (from its `artifact.json`), or None."""
+    try:
+        meta = json.loads((Path(folder) / "artifact.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("method") if isinstance(meta, dict) else None
+
+
+__all__ = [
+    "METHOD_PACKAGES",
+    "GenerationOutput",
+    "MethodSpec",
+    "artifact_method",
+    "available_methods",
+    "get_method",
+]

@@ -17,8 +17,9 @@ class MethodSpec:
             encodes; `train` trains the encoder on a dataset).
         paper: the seed paper this implements.
         config_cls: dataclass of the method's settings.
-        personalize: `(identity, base, config, out_dir, *, resume=True, progress=True) -> Path`
-            writes the method's artifact folder for one identity.
+        personalize: `(identity, base, config, out_dir, *, base_spec=None, bank=None,
+            resume=True, progress=True) -> Path` writes the method's artifact folder
+            (`artifact.json` names the method) for one identity.
         pipeline_cls: inference pipeline with `from_artifact(folder, base=None, ...)` and a
             diffusers-style `__call__`.
         train: dataset -> encoder weights, for encoder methods.

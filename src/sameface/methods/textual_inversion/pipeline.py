@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from ..spec import GenerationOutput
@@ -145,14 +144,3 @@ class TextualInversionPipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def artifact_method(folder: str | os.PathLike) -> str | None:
-    """The method recorded in an artifact folder's `artifact.json`, or None."""
-    import json
-
-    p = Path(folder) / "artifact.json"
-    try:
-        return json.loads(p.read_text()).get("method")
-    except (OSError, ValueError):
-        return None

@@ -1,107 +1,30 @@
-"""The `sameface` command line: a thin layer over the public API.
-
-Every expected failure (bad image, no face, missing model) prints one line on stderr and
-exits non-zero; tracebacks appear only for real bugs, and only with --debug.
-"""
+"""`sameface inspect` and `sameface identity create|show|delete`."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import SamefaceError
-
-EXIT_INPUT = 1  # some input could not be used (bad image, no face, ...)
-EXIT_USAGE = 2  # argparse's own code for bad arguments
-EXIT_INTERNAL = 70  # a bug: please report it
-
-
-def _recognizer_kwargs(args) -> dict:
-    if args.recognizer == "insightface" and args.insightface_model:
-        return {"model_path": args.insightface_model}
-    return {}
-
-
-def _add_face_options(p: argparse.ArgumentParser, policy_flag: str = "--face") -> None:
-    p.add_argument(
-        "--recognizer",
-        default="sface",
-        choices=["sface", "dlib", "insightface"],
-        help="face recogniser for embeddings (default: sface, shipped; dlib needs the `dlib` extra; "
-        "insightface needs local antelopev2/buffalo_l files)",
-    )
-    p.add_argument(
-        "--insightface-model", metavar="PATH", help="insightface model-pack folder or ONNX file"
-    )
-    p.add_argument(
-        policy_flag,
-        dest="face_policy",
-        default="largest",
-        metavar="POLICY",
-        help="which face to use when a photo has several: largest (default), central, single (error if "
-        "several) or an index as listed by inspect",
-    )
-    p.add_argument(
-        "--min-face-size",
-        type=float,
-        default=32.0,
-        metavar="PX",
-        help="ignore faces smaller than this (default 32)",
-    )
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-
-
-def expand_images(paths: list[str]) -> list[str]:
-    """Paths as given, with folders replaced by the image files directly inside them (sorted)."""
-    out = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found = sorted(
-                str(q) for q in path.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                raise SamefaceError(
-                    f"{p}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"
-                )
-            out += found
-        else:
-            out.append(p)
-    return out
-
-
-def _ensure_folder(path: str) -> Path:
-    """Create an output folder, or fail with one line before any slow work."""
-    from .errors import OutputError
-
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot create output folder ({e.strerror or e})") from None
-    return folder
+from .. import __version__
+from ..errors import SamefaceError
+from .common import EXIT_INPUT, add_face_options, ensure_folder, expand_images, recognizer_kwargs
 
 
 def cmd_inspect(args) -> int:
     """Detect faces, rate them and compare identities across images."""
     from tqdm.auto import tqdm
 
-    from .faces import FaceAnalyzer, similarity_matrix, square_crop
-    from .imageio import save_image_atomic
+    from ..faces import FaceAnalyzer, similarity_matrix, square_crop
+    from ..imageio import save_image_atomic
 
     if args.save_crops:
-        _ensure_folder(args.save_crops)
+        ensure_folder(args.save_crops)
     analyzer = FaceAnalyzer(
         args.recognizer,
         face_policy=args.face_policy,
         min_face_size=args.min_face_size,
-        recognizer_kwargs=_recognizer_kwargs(args),
+        recognizer_kwargs=recognizer_kwargs(args),
     )
     records, embeddings, failed = [], [], 0
     for i, path in enumerate(
@@ -191,15 +114,15 @@ def _print_inspect(records, sim, rdesc) -> None:
 
 
 def cmd_identity_create(args) -> int:
-    from .faces import FaceAnalyzer
-    from .identity import Identity, check_destination
+    from ..faces import FaceAnalyzer
+    from ..identity import Identity, check_destination
 
     check_destination(args.out, overwrite=args.force)  # before the slow part
     analyzer = FaceAnalyzer(
         args.recognizer,
         face_policy=args.face_policy,
         min_face_size=args.min_face_size,
-        recognizer_kwargs=_recognizer_kwargs(args),
+        recognizer_kwargs=recognizer_kwargs(args),
     )
     ident = Identity.from_images(
         expand_images(args.faces),
@@ -217,7 +140,7 @@ def cmd_identity_create(args) -> int:
 
 
 def cmd_identity_show(args) -> int:
-    from .identity import Identity
+    from ..identity import Identity
 
     ident = Identity.load(args.folder)
     if args.json:
@@ -228,29 +151,15 @@ def cmd_identity_show(args) -> int:
 
 
 def cmd_identity_delete(args) -> int:
-    from .identity import Identity
+    from ..identity import Identity
 
     Identity.delete(args.folder)
     print(f"deleted identity {args.folder}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sameface",
-        description="Identity-preserving personalisation of text-to-image diffusion models.",
-    )
-    parser.add_argument("--version", action="version", version=f"sameface {__version__}")
-    parser.add_argument(
-        "--debug", action="store_true", help="show tracebacks for unexpected errors"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # `--debug` also after the command; SUPPRESS keeps a top-level --debug from being reset.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
-
+def add_parsers(sub, common) -> None:
+    """Add `inspect` and `identity` to the sub-command parser."""
     p = sub.add_parser(
         "inspect",
         parents=[common],
@@ -259,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the pairwise identity similarity of the chosen face in each image.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
-    _add_face_options(p)
+    add_face_options(p)
     p.add_argument(
         "--save-crops",
         metavar="DIR",
@@ -295,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave photos of someone else out of the mean embedding",
     )
-    _add_face_options(pc, policy_flag="--face-policy")  # `--face` names the photos here
+    add_face_options(pc, policy_flag="--face-policy")  # `--face` names the photos here
     pc.set_defaults(func=cmd_identity_create)
     ps = pid.add_parser("show", parents=[common], help="print an identity's summary")
     ps.add_argument("folder", metavar="DIR")
@@ -304,40 +213,3 @@ def build_parser() -> argparse.ArgumentParser:
     pd = pid.add_parser("delete", parents=[common], help="remove every file an identity wrote")
     pd.add_argument("folder", metavar="DIR")
     pd.set_defaults(func=cmd_identity_delete)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    # OpenCV's dnn prints backend notices on stderr; keep the tool's output to its own lines.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        return int(args.func(args) or 0)
-    except SamefaceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
-    except ValueError as e:  # argument values our API validates (policies, sizes, ...)
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `sameface inspect ... | head`: the reader left, that is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as e:
-        if args.debug:
-            raise
-        print(
-            f"internal error: {type(e).__name__}: {e} (rerun with --debug and report it)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
-
-
-if __name__ == "__main__":
-    sys.exit(main())

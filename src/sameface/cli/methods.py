@@ -1,0 +1,284 @@
+"""`sameface personalize` and `sameface generate`: any registered method, one interface."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+from ..errors import SamefaceError
+from .common import add_face_options, ensure_folder, expand_images, recognizer_kwargs
+
+
+def pick_device(device: str, dtype: str) -> tuple[str, object]:
+    """('cuda'|'cpu'|..., torch dtype) from the CLI's `auto` defaults."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "float16" if device.startswith("cuda") else "float32"
+    return device, getattr(torch, dtype)
+
+
+def config_from_args(config_cls: type, args) -> object:
+    """The method's config from `--config FILE.yaml`, `--set key=value` and the named flags."""
+    values: dict = {}
+    if args.config:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise SamefaceError(f"{args.config}: cannot read config ({e})") from None
+        if not isinstance(loaded, dict):
+            raise SamefaceError(f"{args.config}: a config file is a mapping of setting: value")
+        values |= loaded
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        import yaml
+
+        values[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    named = {
+        "init": args.init,
+        "reparam_base": args.reparam_base,
+        "steps": args.steps,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+        "resolution": args.resolution,
+        "mixed_precision": args.mixed_precision,
+        "celeb_bank": args.celeb_bank,
+    }
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    values |= {k: v for k, v in named.items() if v is not None and k in fields}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {', '.join(unknown)} for {config_cls.__name__}; known: {', '.join(sorted(fields))}"
+        )
+    return config_cls(**values)
+
+
+def cmd_personalize(args) -> int:
+    from ..faces import FaceAnalyzer
+    from ..identity import Identity
+    from ..methods import get_method
+    from ..models import load_base_model
+
+    method = get_method(args.method)
+    config = config_from_args(method.config_cls, args)
+    out = ensure_folder(args.out)
+    if (out / "artifact.json").exists() and not args.force:
+        raise SamefaceError(f"{out} already holds a finished artifact; pass --force to train again")
+    if args.identity:
+        identity = Identity.load(args.identity)
+    else:
+        analyzer = FaceAnalyzer(
+            args.recognizer,
+            face_policy=args.face_policy,
+            min_face_size=args.min_face_size,
+            recognizer_kwargs=recognizer_kwargs(args),
+        )
+        identity = Identity.from_images(expand_images(args.faces), analyzer=analyzer, progress=True)
+    print(identity.summary())
+    bank = None
+    if getattr(config, "celeb_bank", None):
+        from ..data.celebs import CelebrityBank
+
+        bank = CelebrityBank.load(config.celeb_bank)
+    device, dtype = pick_device(args.device, args.dtype)
+    base = load_base_model(args.base, device=device, dtype=dtype)
+    start = time.perf_counter()
+    method.personalize(
+        identity, base, config, out, base_spec=args.base, bank=bank, resume=not args.no_resume
+    )
+    print(f"{method.name}: personalised in {time.perf_counter() - start:.0f} s; artifact in {out}")
+    print(
+        f'next: sameface generate --identity {out} "a photo of {getattr(config, "placeholder", "<id>")} as an astronaut"'
+    )
+    return 0
+
+
+def _slug(text: str, n: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "image"
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from ..imageio import save_image_atomic
+    from ..methods import artifact_method, get_method
+    from ..models import load_base_model
+
+    name = artifact_method(args.identity)
+    if name is None:
+        raise SamefaceError(
+            f"{args.identity}: not a personalised identity (no artifact.json); run `sameface personalize` first"
+        )
+    method = get_method(name)
+    out = ensure_folder(args.out)
+    device, dtype = pick_device(args.device, args.dtype)
+    base = None
+    if args.base:
+        base = load_base_model(args.base, device=device, dtype=dtype)
+    with method.pipeline_cls.from_artifact(args.identity, base, device=device, dtype=dtype) as pipe:
+        records = []
+        for prompt in args.prompts:
+            for i in range(args.num_images):
+                seed = args.seed + i
+                result = pipe(
+                    prompt,
+                    negative_prompt=args.negative_prompt,
+                    num_inference_steps=args.steps,
+                    guidance_scale=args.guidance_scale,
+                    generator=torch.Generator(device="cpu").manual_seed(seed),
+                    height=args.height,
+                    width=args.width,
+                    output_type="np",
+                )
+                image = (result.images[0] * 255).round().clip(0, 255).astype("uint8")
+                path = save_image_atomic(image, out / f"{_slug(prompt)}_{seed}.png")
+                records.append({"file": path.name, "prompt": prompt, "seed": seed})
+                print(path)
+    log = {
+        "identity": str(args.identity),
+        "method": name,
+        "negative_prompt": args.negative_prompt,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "images": records,
+    }
+    (out / "generation.json").write_text(json.dumps(log, indent=2) + "\n")
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    """Add `personalize` and `generate` to the sub-command parser."""
+    from ..methods import available_methods
+
+    p = sub.add_parser(
+        "personalize",
+        parents=[common],
+        help="teach a base model a person from their photos",
+        description="Build the identity from photos (or load one) and run the method's personalisation; "
+        "optimisation methods train here (resumable: run the same command again after an interruption).",
+    )
+    p.add_argument(
+        "--method",
+        default="textual-inversion",
+        choices=available_methods(),
+        help="method (default: textual-inversion)",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--face",
+        dest="faces",
+        nargs="+",
+        metavar="IMAGE",
+        help="photos of the person (files or folders)",
+    )
+    src.add_argument(
+        "--identity", metavar="DIR", help="an identity saved by `sameface identity create`"
+    )
+    p.add_argument(
+        "--base",
+        required=True,
+        metavar="MODEL",
+        help="diffusers folder, .safetensors file, or hub id in the HF cache",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="artifact folder")
+    p.add_argument(
+        "--init",
+        choices=["auto", "id", "face", "rand2"],
+        help="textual inversion: starting vectors (default auto: id with --celeb-bank, else face)",
+    )
+    p.add_argument(
+        "--reparam-base",
+        metavar="A",
+        help="textual inversion: base a of v = a**n·d/|d| (2.0, e, or off; default 2.0)",
+    )
+    p.add_argument(
+        "--celeb-bank",
+        metavar="DIR",
+        help="celebrity bank for the id / rand2 inits (`sameface celebs build`)",
+    )
+    p.add_argument("--steps", type=int, help="optimisation steps (textual inversion: 400)")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--resolution", type=int, help="training resolution (default: the base model's)")
+    p.add_argument("--seed", type=int, help="RNG seed")
+    p.add_argument(
+        "--mixed-precision",
+        choices=["no", "bf16"],
+        help="frozen weights in bf16 (about 2× faster on CPUs with bf16)",
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML file of method settings")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any method setting, e.g. --set num_tokens=3",
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="ignore checkpoints in --out and start over"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="train again even if --out holds a finished artifact"
+    )
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="weight dtype (default: float16 on GPU, float32 on CPU)",
+    )
+    add_face_options(p, policy_flag="--face-policy")
+    p.set_defaults(func=cmd_personalize)
+
+    g = sub.add_parser(
+        "generate",
+        parents=[common],
+        help="generate images of a personalised identity",
+        description='Generate images from prompts that name the person with the placeholder, e.g. "a photo of <id> as a chef".',
+    )
+    g.add_argument("prompts", nargs="+", metavar="PROMPT", help="prompts naming the person as <id>")
+    g.add_argument(
+        "--identity", required=True, metavar="DIR", help="the `personalize` output folder"
+    )
+    g.add_argument("--out", required=True, metavar="DIR", help="where to write the images")
+    g.add_argument(
+        "-n",
+        "--num-images",
+        type=int,
+        default=4,
+        help="images per prompt (default 4; seeds SEED, SEED+1, ...)",
+    )
+    g.add_argument("--negative-prompt", default=None, help="what to steer away from")
+    g.add_argument("--steps", type=int, default=50, help="sampling steps (default 50, DDIM)")
+    g.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance (default 7.5; SDXL 5.0)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    g.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
+    g.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
+    g.add_argument(
+        "--base",
+        metavar="MODEL",
+        help="load this base model instead of the one recorded in the artifact",
+    )
+    g.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="weight dtype",
+    )
+    g.set_defaults(func=cmd_generate)

@@ -1,0 +1,104 @@
+"""The contract every registered method keeps (DESIGN convention 12), on tiny models:
+personalise -> artifact -> load -> generate (shape, dtype, determinism), and a few-step run
+that checkpoints and resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sameface.errors import TrainingError
+from sameface.identity import Identity
+from sameface.methods import GenerationOutput, artifact_method, available_methods, get_method
+from sameface.models import tiny_base_model
+
+# Few-step settings per method, so the matrix stays fast.
+FAST = {
+    "textual-inversion": {"steps": 4, "checkpoint_every": 2, "init": "face"},
+}
+# One invalid setting per method: its config must refuse it with a ValueError.
+INVALID = {
+    "textual-inversion": {"steps": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def ident(obama, obama2) -> Identity:
+    return Identity.from_images([obama, obama2], square_size=64, mask_method="landmarks")
+
+
+def test_every_method_has_fast_settings():
+    assert sorted(FAST) == sorted(INVALID) == available_methods()
+
+
+@pytest.fixture(params=available_methods())
+def method(request):
+    return get_method(request.param)
+
+
+def _config(method, **kw):
+    return method.config_cls(**(FAST[method.name] | kw))
+
+
+def test_spec_is_complete(method):
+    assert method.kind in ("optimisation", "encoder")
+    assert dataclasses.is_dataclass(method.config_cls) and method.paper
+    if method.kind == "encoder":
+        assert method.train is not None
+    with pytest.raises(ValueError):
+        method.config_cls(**INVALID[method.name])
+    method.config_cls()  # the defaults are valid
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_personalize_save_load_generate(tmp_path, method, ident, family):
+    base = tiny_base_model(family)
+    out = method.personalize(ident, base, _config(method), tmp_path / "art", progress=False)
+    assert artifact_method(out) == method.name
+    assert Identity.load(out / "identity").num_photos == ident.num_photos
+
+    def generate(seed):
+        with method.pipeline_cls.from_artifact(out, base) as pipe:
+            return pipe(
+                "a photo of <id> in a garden",
+                num_inference_steps=2,
+                generator=torch.Generator().manual_seed(seed),
+                num_images_per_prompt=2,
+                output_type="np",
+            )
+
+    a, b, c = generate(0), generate(0), generate(1)
+    assert (
+        isinstance(a, GenerationOutput)
+        and len(a.images) == 2
+        and a.prompts == ["a photo of <id> in a garden"] * 2
+    )
+    img = np.asarray(a.images)
+    assert img.shape == (2, 64, 64, 3) and img.dtype == np.float32 and np.isfinite(img).all()
+    np.testing.assert_array_equal(img, np.asarray(b.images))  # same seed, same images
+    assert np.abs(img - np.asarray(c.images)).max() > 1e-4  # another seed, other images
+
+
+def test_interrupted_personalisation_resumes(tmp_path, method, ident, monkeypatch):
+    import sameface.losses.diffusion as diff
+
+    real = diff.l_simple
+    calls = {"n": 0}
+
+    def stop_at_third(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    module = __import__(method.personalize.__module__, fromlist=["l_simple"])
+    monkeypatch.setattr(module, "l_simple", stop_at_third)
+    with pytest.raises(TrainingError, match="interrupted"):
+        method.personalize(ident, tiny_base_model("sd1"), _config(method), tmp_path, progress=False)
+    assert list((tmp_path / "checkpoints").iterdir())
+    monkeypatch.setattr(module, "l_simple", real)
+    method.personalize(ident, tiny_base_model("sd1"), _config(method), tmp_path, progress=False)
+    assert artifact_method(tmp_path) == method.name
