@@ -636,7 +636,14 @@ def distributed_context(timeout_hours: float = 48.0) -> DistributedContext:
             return DistributedContext(0, 1, _noop, True)
         from datetime import timedelta
 
-        state = PartialState(timeout=timedelta(hours=timeout_hours))
+        import torch
+
+        # Without cpu=True, PartialState ignores WORLD_SIZE on a machine with no
+        # accelerator and every process believes it is alone (each would do every name).
+        accel = getattr(torch, "accelerator", None)
+        has_accel = accel.is_available() if accel is not None else torch.cuda.is_available()
+        use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        state = PartialState(cpu=use_cpu or not has_accel, timeout=timedelta(hours=timeout_hours))
         return DistributedContext(
             int(state.process_index),
             int(state.num_processes),
