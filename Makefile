@@ -20,6 +20,7 @@ test-slow:
 
 bench:
 	$(BIN)/python benchmarks/faces.py
+	$(BIN)/python benchmarks/textual_inversion.py
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

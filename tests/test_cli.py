@@ -276,3 +276,53 @@ def test_personalize_then_generate(capsys, tmp_path, obama, obama2):
         capsys, "generate", "--identity", tmp_path, "a photo of <id>", "--out", imgs
     )
     assert code == 1 and "personalize" in err
+
+
+def test_personalize_with_a_celebrity_bank_uses_the_id_init(capsys, tmp_path, obama, obama2, biden):
+    import shutil
+
+    from sameface.models import save_base_model, tiny_base_model
+
+    photos = tmp_path / "photos"
+    (photos / "Barack_Obama").mkdir(parents=True)
+    (photos / "Joe_Biden").mkdir()
+    shutil.copy(obama, photos / "Barack_Obama" / "a.jpg")
+    shutil.copy(biden, photos / "Joe_Biden" / "b.jpg")
+    code, out, err = run(capsys, "celebs", "build", "--photos", photos, "--out", tmp_path / "bank")
+    assert code == 0, err
+    base_dir = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    art = tmp_path / "me"
+    code, out, err = run(
+        capsys,
+        "personalize",
+        "--face",
+        obama2,
+        "--base",
+        base_dir,
+        "--out",
+        art,
+        "--steps",
+        "2",
+        "--celeb-bank",
+        tmp_path / "bank",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    init = json.loads((art / "artifact.json").read_text())["init"]
+    assert (
+        init["used"] == "id"
+        and init["celebrity"] == "Barack Obama"
+        and init["token_ids"] == [22481, 4276]
+    )
+    code, out, err = run(
+        capsys,
+        "celebs",
+        "nearest",
+        "--bank",
+        tmp_path / "bank",
+        "--identity",
+        art / "identity",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)[0]["name"] == "Barack Obama"

@@ -51,8 +51,8 @@ class FakeBank:
     def __len__(self):
         return len(self.names)
 
-    def nearest(self, emb, k=1):
-        sims = self.embeddings @ emb
+    def nearest(self, identity, k=1):
+        sims = self.embeddings @ identity.embedding
         order = np.argsort(-sims)[:k]
         return [(self.names[i], float(sims[i])) for i in order]
 
@@ -103,17 +103,17 @@ def test_inits_start_from_the_intended_vectors(base, ident):
     bank = FakeBank(tok, ident)
     face = choose_init("face", tok, 2)
     assert face.token_ids == word_ids(tok, "human face")
-    idc = choose_init("id", tok, 2, identity_embedding=ident.embedding, bank=bank)
+    idc = choose_init("id", tok, 2, identity=ident, bank=bank)
     assert idc.celebrity == "Barack Obama" and idc.token_ids == [22481, 4276]
     assert idc.similarity == pytest.approx(1.0, abs=1e-5)
     r1 = choose_init("rand2", tok, 2, bank=bank, seed=1)
     pool = {t for ids in bank.token_ids for t in ids}
     assert set(r1.token_ids) <= pool and len(set(r1.token_ids)) == 2
     assert choose_init("rand2", tok, 2, bank=bank, seed=1).token_ids == r1.token_ids
-    assert choose_init("auto", tok, 2, identity_embedding=ident.embedding, bank=bank).init == "id"
+    assert choose_init("auto", tok, 2, identity=ident, bank=bank).init == "id"
     assert choose_init("auto", tok, 2).init == "face"
     with pytest.raises(SamefaceError, match="celebrity bank"):
-        choose_init("id", tok, 2, identity_embedding=ident.embedding)
+        choose_init("id", tok, 2, identity=ident)
     assert fit_to_count([5, 6, 7], 2) == [5, 6] and fit_to_count([5], 3) == [5, 5, 5]
 
 

@@ -6,14 +6,21 @@ import pytest
 import torch
 
 from sameface.identity import Identity
-from sameface.methods.textual_inversion import TextualInversionConfig, TextualInversionPipeline, personalize
+from sameface.methods.textual_inversion import (
+    TextualInversionConfig,
+    TextualInversionPipeline,
+    personalize,
+)
 from sameface.methods.textual_inversion.artifact import load_embeddings
 from sameface.models import real_config_base_model
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("family", "dtype", "dims"), [("sd1", torch.float32, [768]), ("sdxl", torch.bfloat16, [768, 1280])])
+@pytest.mark.parametrize(
+    ("family", "dtype", "dims"),
+    [("sd1", torch.float32, [768]), ("sdxl", torch.bfloat16, [768, 1280])],
+)
 def test_two_steps_on_the_real_architecture(tmp_path, obama, family, dtype, dims):
     ident = Identity.from_images([obama], square_size=64, mask_method="landmarks")
     base = real_config_base_model(family, dtype=dtype)
@@ -25,6 +32,8 @@ def test_two_steps_on_the_real_architecture(tmp_path, obama, family, dtype, dims
     size = (tmp_path / "learned_embeds.safetensors").stat().st_size
     assert size <= 16 * 1024 or family == "sdxl"  # SD1.5, 2 tokens: ~6 KB
     with TextualInversionPipeline.from_artifact(tmp_path, base) as pipe:
-        img = pipe("a photo of <id>", num_inference_steps=1, height=64, width=64, output_type="np").images[0]
+        img = pipe(
+            "a photo of <id>", num_inference_steps=1, height=64, width=64, output_type="np"
+        ).images[0]
     assert img.shape == (64, 64, 3)
     del base

@@ -48,7 +48,7 @@ def choose_init(
     tokenizer: Any,
     num_tokens: int,
     *,
-    identity_embedding: np.ndarray | None = None,
+    identity: Any = None,
     bank: Any = None,
     seed: int = 0,
 ) -> InitChoice:
@@ -58,7 +58,7 @@ def choose_init(
         init: "auto" ("id" with a bank, else "face"), "face", "rand2" or "id".
         tokenizer: the base model's (first) tokenizer.
         num_tokens: number of learned vectors.
-        identity_embedding: the identity's mean face embedding (for "id").
+        identity: the `Identity` (for "id"; its recogniser must be the bank's).
         bank: a `CelebrityBank` (for "id" and "rand2").
         seed: RNG seed (for "rand2").
 
@@ -66,7 +66,7 @@ def choose_init(
         SamefaceError: "id"/"rand2" without a bank, or a bank made with another recogniser.
     """
     if init == "auto":
-        init = "id" if bank is not None and identity_embedding is not None else "face"
+        init = "id" if bank is not None and identity is not None else "face"
     if init == "face":
         ids = fit_to_count(word_ids(tokenizer, FACE_PHRASE), num_tokens)
         return InitChoice("face", ids, f"tokens of {FACE_PHRASE!r}")
@@ -84,15 +84,15 @@ def choose_init(
             "rand2", [int(t) for t in picked], f"random celebrity-name tokens (seed {seed})"
         )
     if init == "id":
-        if identity_embedding is None:
-            raise SamefaceError("init 'id' needs the identity's face embedding")
-        if bank.embeddings.shape[1] != np.asarray(identity_embedding).shape[-1]:
+        if identity is None:
+            raise SamefaceError("init 'id' needs the identity")
+        if bank.embeddings.shape[1] != identity.embedding.shape[-1]:
             raise SamefaceError(
                 f"the celebrity bank's embeddings ({bank.embeddings.shape[1]}-d) come from another "
-                f"recogniser than the identity's ({np.asarray(identity_embedding).shape[-1]}-d); "
+                f"recogniser than the identity's ({identity.embedding.shape[-1]}-d); "
                 "build the identity with the bank's recogniser"
             )
-        name, sim = bank.nearest(np.asarray(identity_embedding, np.float32), k=1)[0]
+        name, sim = bank.nearest(identity, k=1)[0]  # also checks the recogniser's name
         ids = fit_to_count(word_ids(tokenizer, name), num_tokens)
         return InitChoice(
             "id",

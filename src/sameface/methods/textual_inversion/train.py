@@ -84,7 +84,7 @@ def personalize(
         cfg.init,
         base.tokenizer,
         cfg.num_tokens,
-        identity_embedding=identity.embedding,
+        identity=identity,
         bank=bank,
         seed=cfg.seed,
     )
