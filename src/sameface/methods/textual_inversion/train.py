@@ -17,6 +17,7 @@ import torch
 
 from ... import __version__
 from ...errors import SamefaceError, TrainingError
+from ...identity import check_destination
 from ...losses import diffusion_target, l_simple, sample_timesteps
 from ...models.text import encode_prompts
 from ...training import (
@@ -74,6 +75,7 @@ def personalize(
     """
     cfg = config or TextualInversionConfig()
     out = Path(out_dir)
+    check_destination(out / "identity", overwrite=True)  # fail now, not after training
     ckpts = CheckpointManager(out / "checkpoints")
     if not resume:
         ckpts.clear()
