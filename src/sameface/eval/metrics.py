@@ -1,0 +1,85 @@
+"""Evaluation metrics: pure functions over embeddings and scores, plus the face/CLIP scoring of images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NEUTRAL_SUBJECT = "a person"
+"""What replaces the placeholder in CLIP-T prompts and in the no-identity baseline."""
+
+
+def neutral_prompt(prompt: str, placeholder: str = "<id>") -> str:
+    """The prompt with the person replaced by "a person" (CLIP-T text; baseline prompt)."""
+    return prompt.replace(placeholder, NEUTRAL_SUBJECT)
+
+
+def aggregate_score(clip: float, face: float) -> float:
+    """score = (1 + score_clip) · (1 + score_id) (seed 001, eq. 4)."""
+    return (1.0 + clip) * (1.0 + face)
+
+
+def normalise(score: float | None, low: float | None, high: float | None) -> float | None:
+    """score_norm = (score − score_min) / (score_max − score_min) (seed 002, appendix); None if undefined."""
+    if (
+        score is None
+        or low is None
+        or high is None
+        or not np.isfinite(high - low)
+        or abs(high - low) < 1e-8
+    ):
+        return None
+    return float((score - low) / (high - low))
+
+
+def mean_pairwise(embeddings: np.ndarray) -> float | None:
+    """Mean cosine over distinct pairs of unit embeddings; None with fewer than two."""
+    n = len(embeddings)
+    if n < 2:
+        return None
+    sims = embeddings @ embeddings.T
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+@dataclass
+class FaceScore:
+    """Face found in a generated image, scored against the reference identity.
+
+    Attributes:
+        detected: a usable face was found.
+        similarity: cosine to the reference mean embedding (evaluator recogniser), or None.
+        crop: the face's square crop (for face CLIP-I), or None.
+        embedding: the face's embedding, or None.
+    """
+
+    detected: bool
+    similarity: float | None
+    crop: np.ndarray | None
+    embedding: np.ndarray | None
+
+    @property
+    def with_misses(self) -> float:
+        """Similarity counting a missed face as 0."""
+        return 0.0 if self.similarity is None else self.similarity
+
+
+def score_face(
+    analyzer: Any, image: np.ndarray, reference: np.ndarray, crop_size: int = 224
+) -> FaceScore:
+    """Detect the face in a generated image and compare it with the reference embedding.
+
+    Args:
+        analyzer: a `FaceAnalyzer` with the evaluator recogniser.
+        image: RGB uint8 generated image.
+        reference: unit mean embedding of the reference photos, from the same recogniser.
+        crop_size: side of the square face crop kept for face CLIP-I.
+    """
+    from ..faces import square_crop
+
+    res = analyzer.analyze(image)
+    if res.embedding is None:
+        return FaceScore(False, None, None, None)
+    crop, _ = square_crop(res.image, res.face.bbox, expand=1.1, size=crop_size)
+    return FaceScore(True, float(res.embedding @ reference), crop, res.embedding)

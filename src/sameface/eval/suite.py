@@ -1,0 +1,162 @@
+"""Benchmark suites: who, which prompts, which seeds, at what settings (a YAML file)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SamefaceError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class SuiteIdentity:
+    """One person: a name and their reference photos."""
+
+    name: str
+    photos: list[Path]
+
+
+@dataclass
+class Suite:
+    """A benchmark protocol.
+
+    Attributes:
+        name: suite name (reports use it).
+        identities: people and their reference photos.
+        prompts: prompts naming the person with `placeholder`.
+        seeds: one image per seed per prompt.
+        resolution: image size in pixels; None = the base model's.
+        num_inference_steps: sampling steps.
+        guidance_scale: CFG scale; None = the pipeline's default.
+        negative_prompt: optional negative prompt.
+        placeholder: the word prompts use for the person.
+        methods: per-method settings, e.g. {"textual-inversion": {"steps": 400}}.
+        description: free text (the protocol's source).
+        path: the YAML file it came from.
+    """
+
+    name: str
+    identities: list[SuiteIdentity]
+    prompts: list[str]
+    seeds: list[int]
+    resolution: int | None = None
+    num_inference_steps: int = 50
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    placeholder: str = "<id>"
+    methods: dict = field(default_factory=dict)
+    description: str = ""
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        errors = []
+        if not self.identities:
+            errors.append("no identities")
+        if not self.prompts:
+            errors.append("no prompts")
+        missing = [p for p in self.prompts if self.placeholder not in p]
+        if missing:
+            errors.append(f"prompt {missing[0]!r} does not contain {self.placeholder}")
+        if not self.seeds:
+            errors.append("no seeds")
+        if len({i.name for i in self.identities}) != len(self.identities):
+            errors.append("identity names must be unique")
+        if self.num_inference_steps < 1:
+            errors.append("num_inference_steps must be >= 1")
+        if errors:
+            where = f"{self.path}: " if self.path else ""
+            raise SamefaceError(f"{where}invalid suite: " + "; ".join(errors))
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "identities": [
+                {"name": i.name, "photos": [str(p) for p in i.photos]} for i in self.identities
+            ],
+            "prompts": self.prompts,
+            "seeds": self.seeds,
+            "resolution": self.resolution,
+            "num_inference_steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "negative_prompt": self.negative_prompt,
+            "placeholder": self.placeholder,
+            "methods": self.methods,
+            "description": self.description,
+        }
+
+
+def load_suite(path: str | os.PathLike) -> Suite:
+    """Read a suite YAML file; photo paths are relative to the file.
+
+    YAML keys: name, description, identities (list of {name, photos: [files or folders]} or
+    a folder holding one sub-folder per person), prompts, seeds or images_per_prompt,
+    resolution, num_inference_steps, guidance_scale, negative_prompt, placeholder, methods.
+
+    Raises:
+        SamefaceError: unreadable file, missing photos, or an invalid protocol.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SamefaceError(f"{path}: cannot read suite ({e})") from None
+    if not isinstance(doc, dict):
+        raise SamefaceError(f"{path}: a suite is a YAML mapping")
+    root = path.parent
+    ids = doc.get("identities")
+    if isinstance(ids, str):  # a folder with one sub-folder per person
+        folder = _resolve(root, ids)
+        ids = [{"name": d.name, "photos": [str(d)]} for d in sorted(folder.iterdir()) if d.is_dir()]
+    identities = []
+    for item in ids or []:
+        if not isinstance(item, dict) or "name" not in item or "photos" not in item:
+            raise SamefaceError(f"{path}: each identity needs a name and photos")
+        photos = []
+        for p in item["photos"] if isinstance(item["photos"], list) else [item["photos"]]:
+            q = _resolve(root, p)
+            photos += (
+                sorted(x for x in q.iterdir() if x.suffix.lower() in IMAGE_SUFFIXES)
+                if q.is_dir()
+                else [q]
+            )
+        if not photos:
+            raise SamefaceError(f"{path}: identity {item['name']!r} has no photos")
+        identities.append(SuiteIdentity(str(item["name"]), photos))
+    seeds = doc.get("seeds")
+    if seeds is None:
+        seeds = list(range(int(doc.get("images_per_prompt", 1))))
+    return Suite(
+        name=str(doc.get("name", path.stem)),
+        identities=identities,
+        prompts=[str(p) for p in doc.get("prompts") or []],
+        seeds=[int(s) for s in seeds],
+        resolution=doc.get("resolution"),
+        num_inference_steps=int(doc.get("num_inference_steps", 50)),
+        guidance_scale=doc.get("guidance_scale"),
+        negative_prompt=doc.get("negative_prompt"),
+        placeholder=str(doc.get("placeholder", "<id>")),
+        methods=dict(doc.get("methods") or {}),
+        description=str(doc.get("description", "")),
+        path=path,
+    )
+
+
+def _resolve(root: Path, p: str) -> Path:
+    q = Path(os.path.expandvars(str(p))).expanduser()
+    q = q if q.is_absolute() else root / q
+    if not q.exists():
+        raise SamefaceError(f"suite photo path not found: {q}")
+    return q
+
+
+def shipped_suites() -> dict[str, Path]:
+    """Suites that ship with sameface, by name."""
+    from importlib.resources import files
+
+    folder = Path(str(files("sameface") / "eval" / "suites"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
