@@ -1,0 +1,475 @@
+"""The benchmark runner: personalise each identity once per method, generate, score, record.
+
+Resumable (records already in `results*.jsonl` are skipped; generated images and artifacts
+are cached on disk) and sharded by identity under `accelerate launch` (each process writes
+its own part; the main process merges them, so nothing is lost or duplicated). The
+no-identity baseline ("none": the base model with the person written as "a person") is
+always run first for each identity: CLIP-I and the FeedFace normalisation need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import SamefaceError
+from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
+from .suite import Suite
+
+BASELINE = "none"
+RESULTS = "results.jsonl"
+
+
+@dataclass
+class Evaluator:
+    """The models that score generations; both are named in the report.
+
+    Attributes:
+        analyzer: `FaceAnalyzer` with the evaluator recogniser (should differ from the one a
+            method conditions on).
+        clip: a `ClipScorer`.
+    """
+
+    analyzer: Any
+    clip: Any
+
+
+@dataclass
+class BenchSettings:
+    """What to run.
+
+    Attributes:
+        methods: registered method names (the baseline is added automatically).
+        base_spec: how the base model was given (recorded).
+        method_settings: per-method config overrides, on top of the suite's.
+        bank: celebrity bank for textual inversion's id init, or None.
+        identity_recognizer: recogniser the identities are built with (what methods condition on).
+    """
+
+    methods: list[str]
+    base_spec: str = ""
+    method_settings: dict = field(default_factory=dict)
+    bank: Any = None
+    identity_recognizer: str = "sface"
+
+
+def run_benchmark(
+    suite: Suite,
+    base: Any,
+    out_dir: str | os.PathLike,
+    evaluator: Evaluator,
+    settings: BenchSettings,
+    *,
+    progress: bool = True,
+    process_index: int = 0,
+    num_processes: int = 1,
+    wait_fn: Any = None,
+) -> Path:
+    """Run (or resume) a benchmark and return the folder holding `results.jsonl`.
+
+    Args:
+        suite: the protocol.
+        base: the `BaseModel` every method runs on.
+        out_dir: run folder (images, artifacts, results, report).
+        evaluator: scoring models.
+        settings: methods and their settings.
+        progress: show progress bars.
+        process_index, num_processes: this process's shard (identities are split round-robin).
+        wait_fn: called after this shard's work, to wait for the others (accelerate).
+    """
+    from ..methods import get_method
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = [get_method(m) for m in settings.methods]
+    if process_index == 0:
+        _write_json(out / "run.json", _run_meta(suite, evaluator, settings, methods))
+    part = out / (RESULTS if num_processes == 1 else f"results.part{process_index}.jsonl")
+    done = _done_keys(out)
+    mine = [ident for i, ident in enumerate(suite.identities) if i % num_processes == process_index]
+    for ident in _bar(mine, progress, "identities"):
+        _run_identity(ident, suite, base, out, evaluator, settings, methods, part, done, progress)
+    if num_processes > 1:
+        if wait_fn is not None:
+            wait_fn()
+        if process_index == 0:
+            merge_results(out)
+    return out
+
+
+def _run_identity(
+    ident, suite, base, out, evaluator, settings, methods, part, done, progress
+) -> None:
+    from ..faces import FaceAnalyzer
+    from ..identity import Identity
+
+    id_dir = out / "identities" / ident.name
+    try:
+        identity = Identity.load(id_dir)
+    except SamefaceError:
+        identity = Identity.from_images(
+            ident.photos, analyzer=FaceAnalyzer(settings.identity_recognizer)
+        )
+        identity.save(id_dir, overwrite=True)
+
+    # Reference: the evaluator's embedding of each photo, their mean, and their face crops.
+    refs = [evaluator.analyzer.analyze(p, strict=True) for p in ident.photos]
+    ref_embs = np.stack([r.embedding for r in refs])
+    reference = ref_embs.mean(0)
+    reference /= np.linalg.norm(reference)
+    ref_crops = list(identity.squares)
+    ref_clip = evaluator.clip.image_embeddings(ref_crops)
+    self_sim = mean_pairwise(ref_embs)
+    if ("reference", ident.name) not in done:
+        paths = []
+        for k, crop in enumerate(ref_crops):
+            paths.append(_save_image(crop, out / "references" / f"{ident.name}_{k}.png", out))
+        _append(
+            part,
+            {
+                "type": "reference",
+                "identity": ident.name,
+                "images": paths,
+                "self_similarity": self_sim,
+            },
+        )
+
+    # The baseline first: its images anchor CLIP-I and the normalisation.
+    base_pipe = _baseline_pipeline(base)
+    baseline: dict[tuple[int, int], dict] = {}
+    for pi, prompt in enumerate(suite.prompts):
+        for seed in suite.seeds:
+            path = out / "images" / BASELINE / ident.name / f"p{pi:02d}_s{seed}.png"
+            img, secs = _cached_or_generate(
+                path, _generate_baseline, base_pipe, base, suite, prompt, seed
+            )
+            baseline[(pi, seed)] = _score(img, prompt, suite, reference, evaluator) | {
+                "image_path": path,
+                "gen_time_s": secs,
+                "clip_emb": evaluator.clip.image_embeddings([img])[0],
+            }
+    norms = _normalisers(suite, baseline, self_sim, ref_clip, evaluator)
+    for (pi, seed), rec in baseline.items():
+        _record(part, done, BASELINE, ident.name, suite, pi, seed, rec, ref_clip, norms, out)
+
+    for method in methods:
+        art = out / "artifacts" / method.name / ident.name
+        if ("personalize", method.name, ident.name) not in done:
+            cfg = method.config_cls(
+                **(
+                    suite.methods.get(method.name, {})
+                    | settings.method_settings.get(method.name, {})
+                )
+            )
+            t0 = time.perf_counter()
+            _reset_peak_memory(base)
+            method.personalize(
+                identity,
+                base,
+                cfg,
+                art,
+                base_spec=settings.base_spec,
+                bank=settings.bank,
+                progress=progress,
+            )
+            _append(
+                part,
+                {
+                    "type": "personalize",
+                    "method": method.name,
+                    "identity": ident.name,
+                    "time_s": time.perf_counter() - t0,
+                    "peak_mem_mb": _peak_memory_mb(base),
+                },
+            )
+        with method.pipeline_cls.from_artifact(art, base) as pipe:
+            for pi, prompt in enumerate(suite.prompts):
+                for seed in suite.seeds:
+                    if (method.name, ident.name, pi, seed) in done:
+                        continue
+                    path = out / "images" / method.name / ident.name / f"p{pi:02d}_s{seed}.png"
+                    img, secs = _cached_or_generate(
+                        path, _generate, pipe, base, suite, prompt, seed
+                    )
+                    rec = _score(img, prompt, suite, reference, evaluator) | {
+                        "image_path": path,
+                        "gen_time_s": secs,
+                    }
+                    rec["clip_i"] = float(
+                        evaluator.clip.image_embeddings([img])[0] @ baseline[(pi, seed)]["clip_emb"]
+                    )
+                    _record(
+                        part,
+                        done,
+                        method.name,
+                        ident.name,
+                        suite,
+                        pi,
+                        seed,
+                        rec,
+                        ref_clip,
+                        norms,
+                        out,
+                    )
+
+
+def _score(
+    img: np.ndarray, prompt: str, suite: Suite, reference: np.ndarray, evaluator: Evaluator
+) -> dict:
+    """Face similarity, CLIP-T and the face crop's CLIP embedding of one generated image."""
+    face = score_face(evaluator.analyzer, img, reference)
+    text = evaluator.clip.text_embeddings([neutral_prompt(prompt, suite.placeholder)])[0]
+    clip_t = float(evaluator.clip.image_embeddings([img])[0] @ text)
+    face_clip = evaluator.clip.image_embeddings([face.crop])[0] if face.crop is not None else None
+    return {"face": face, "clip_t": clip_t, "face_clip": face_clip}
+
+
+def _normalisers(
+    suite: Suite, baseline: dict, self_sim: float | None, ref_clip: np.ndarray, evaluator: Evaluator
+) -> dict:
+    """Per prompt (min, max) of face similarity and CLIP-T (seed 002, appendix).
+
+    Face: max = self-similarity of the reference photos (1 for a single photo), min = the
+    base images' similarity to them. Text: max = the base images' CLIP-T, min = the
+    reference photos' CLIP-T for the same prompt.
+    """
+    out = {}
+    for pi, prompt in enumerate(suite.prompts):
+        recs = [r for (p, _), r in baseline.items() if p == pi]
+        id_min = float(np.mean([r["face"].with_misses for r in recs]))
+        text = evaluator.clip.text_embeddings([neutral_prompt(prompt, suite.placeholder)])[0]
+        text_min = float(np.mean(ref_clip @ text))
+        text_max = float(np.mean([r["clip_t"] for r in recs]))
+        out[pi] = {
+            "id": (id_min, 1.0 if self_sim is None else self_sim),
+            "text": (text_min, text_max),
+        }
+    return out
+
+
+def _record(part, done, method, identity, suite, pi, seed, rec, ref_clip, norms, out) -> None:
+    if (method, identity, pi, seed) in done:
+        return
+    face = rec["face"]
+    # Face CLIP-I (seed 002): CLIP similarity of the generated face crop to the reference crops.
+    face_clip_i = None if rec["face_clip"] is None else float(np.mean(ref_clip @ rec["face_clip"]))
+    n = norms[pi]
+    row = {
+        "type": "image",
+        "method": method,
+        "identity": identity,
+        "prompt": suite.prompts[pi],
+        "prompt_index": pi,
+        "seed": seed,
+        "image": str(Path(rec["image_path"]).relative_to(out)),
+        "face_detected": face.detected,
+        "face_similarity": face.similarity,
+        "face_similarity_with_misses": face.with_misses,
+        "clip_t": rec["clip_t"],
+        "clip_i": rec.get("clip_i"),
+        "face_clip_i": face_clip_i,
+        "id_norm": normalise(face.with_misses, *n["id"]),
+        "text_norm": normalise(rec["clip_t"], *n["text"]),
+        "aggregate": aggregate_score(rec["clip_t"], face.with_misses),
+        "gen_time_s": rec["gen_time_s"],
+    }
+    _append(part, row)
+    done.add((method, identity, pi, seed))
+
+
+def _baseline_pipeline(base: Any) -> Any:
+    from diffusers import DDIMScheduler
+
+    pipe = base.as_pipeline(scheduler=DDIMScheduler.from_config(base.scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(seed)  # CPU: the same image on any device
+
+
+def _guidance(suite: Suite, base: Any) -> float:
+    return (
+        suite.guidance_scale if suite.guidance_scale is not None else (5.0 if base.is_sdxl else 7.5)
+    )
+
+
+def _generate_baseline(pipe: Any, base: Any, suite: Suite, prompt: str, seed: int) -> np.ndarray:
+    size = suite.resolution or base.resolution
+    out = pipe(
+        prompt=neutral_prompt(prompt, suite.placeholder),
+        negative_prompt=suite.negative_prompt,
+        num_inference_steps=suite.num_inference_steps,
+        guidance_scale=_guidance(suite, base),
+        generator=_generator(seed),
+        height=size,
+        width=size,
+        output_type="np",
+    )
+    return _to_uint8(out.images[0])
+
+
+def _generate(pipe: Any, base: Any, suite: Suite, prompt: str, seed: int) -> np.ndarray:
+    size = suite.resolution or base.resolution
+    out = pipe(
+        prompt,
+        negative_prompt=suite.negative_prompt,
+        num_inference_steps=suite.num_inference_steps,
+        guidance_scale=_guidance(suite, base),
+        generator=_generator(seed),
+        height=size,
+        width=size,
+        output_type="np",
+    )
+    return _to_uint8(out.images[0])
+
+
+def _to_uint8(img: Any) -> np.ndarray:
+    return (np.asarray(img) * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def _cached_or_generate(path: Path, make, *args) -> tuple[np.ndarray, float | None]:
+    """The image at `path` if an earlier run made it, else generate and save it (with its time)."""
+    from ..imageio import load_image
+
+    if path.is_file():
+        try:
+            return load_image(path), None
+        except SamefaceError:
+            pass  # a damaged cache file: make it again
+    t0 = time.perf_counter()
+    img = make(*args)
+    secs = time.perf_counter() - t0
+    _save_image(img, path, None)
+    return img, secs
+
+
+def _save_image(img: np.ndarray, path: Path, root: Path | None) -> str:
+    from ..imageio import save_image_atomic
+
+    save_image_atomic(img, path)
+    return str(path.relative_to(root)) if root is not None else str(path)
+
+
+def _reset_peak_memory(base: Any) -> None:
+    import torch
+
+    if str(base.device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(base.device)
+
+
+def _peak_memory_mb(base: Any) -> float:
+    """Peak GPU memory of the personalisation on CUDA; the process's peak RSS so far on CPU."""
+    import torch
+
+    if str(base.device).startswith("cuda"):
+        return torch.cuda.max_memory_allocated(base.device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _append(path: Path, record: dict) -> None:
+    """Append one JSON line and flush it to disk (a killed run loses at most this line)."""
+    with open(path, "a+b") as f:
+        # A killed run may have left half a line: start a new one so this record stays readable.
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record, default=_json_default) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
+
+
+def read_results(out: Path) -> list[dict]:
+    """Every record in `results.jsonl` and any shard parts; damaged lines are skipped."""
+    records = []
+    for p in [out / RESULTS, *sorted(out.glob("results.part*.jsonl"))]:
+        if not p.is_file():
+            continue
+        for line in p.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a killed run
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+def record_key(rec: dict) -> tuple:
+    """What makes a record unique."""
+    kind = rec.get("type")
+    if kind == "image":
+        return (rec["method"], rec["identity"], rec["prompt_index"], rec["seed"])
+    if kind == "personalize":
+        return ("personalize", rec["method"], rec["identity"])
+    return (kind, rec.get("identity"))
+
+
+def _done_keys(out: Path) -> set:
+    return {record_key(r) for r in read_results(out)}
+
+
+def merge_results(out: Path) -> Path:
+    """Fold shard parts into `results.jsonl` (first record of each key wins) and remove them."""
+    seen, merged = set(), []
+    for rec in read_results(out):
+        key = record_key(rec)
+        if key not in seen:
+            seen.add(key)
+            merged.append(rec)
+    tmp = out / f".{RESULTS}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in merged))
+    os.replace(tmp, out / RESULTS)
+    for p in out.glob("results.part*.jsonl"):
+        p.unlink()
+    return out / RESULTS
+
+
+def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, methods: list) -> dict:
+    rec = evaluator.analyzer.recognizer
+    return {
+        "suite": suite.name,
+        "suite_file": str(suite.path) if suite.path else None,
+        "description": suite.description,
+        "base": settings.base_spec,
+        "methods": [BASELINE] + [m.name for m in methods],
+        "evaluator": {"recognizer": rec.describe(), "clip": evaluator.clip.name},
+        # Textual inversion conditions on no face model; encoder methods name theirs.
+        "conditioning_recognizers": {
+            m.name: (settings.identity_recognizer if m.kind == "encoder" else None) for m in methods
+        },
+        "identity_recognizer": settings.identity_recognizer,
+        "protocol": suite.to_dict() | {"method_settings": settings.method_settings},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sameface_version": __version__,
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _bar(items: list, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=None if progress else True)

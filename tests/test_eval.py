@@ -1,0 +1,201 @@
+"""Evaluation harness: metrics behave, suites load, a run completes, resumes and shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sameface.errors import SamefaceError
+from sameface.eval.clip import tiny_clip
+from sameface.eval.metrics import (
+    aggregate_score,
+    mean_pairwise,
+    neutral_prompt,
+    normalise,
+    score_face,
+)
+from sameface.eval.runner import (
+    BenchSettings,
+    Evaluator,
+    merge_results,
+    read_results,
+    record_key,
+    run_benchmark,
+)
+from sameface.eval.suite import load_suite
+from sameface.imageio import load_image
+from sameface.models import tiny_base_model
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "benchmarks" / "suites" / "smoke.yaml"
+
+
+def test_pure_metrics():
+    assert aggregate_score(0.3, 0.5) == pytest.approx(1.3 * 1.5)  # seed 001 eq. 4
+    assert (
+        normalise(0.5, 0.0, 1.0) == 0.5
+        and normalise(0.2, 0.2, 0.2) is None
+        and normalise(None, 0, 1) is None
+    )
+    assert normalise(0.1, 0.3, 0.8) == pytest.approx(-0.4)  # below the floor stays visible
+    e = np.eye(3, dtype=np.float32)
+    assert mean_pairwise(e) == 0.0 and mean_pairwise(e[:1]) is None
+    assert mean_pairwise(np.stack([e[0], e[0]])) == pytest.approx(1.0)
+    assert neutral_prompt("an oil painting of <id>") == "an oil painting of a person"
+
+
+def test_face_similarity_same_different_and_miss(analyzer, obama, obama2, biden):
+    ref = analyzer.analyze(obama, strict=True).embedding
+    same = score_face(analyzer, load_image(obama), ref)
+    assert same.detected and same.similarity == pytest.approx(1.0, abs=1e-4)
+    assert same.crop.shape == (224, 224, 3)
+    assert score_face(analyzer, load_image(obama2), ref).similarity > 0.5
+    assert score_face(analyzer, load_image(biden), ref).similarity < 0.35
+    miss = score_face(analyzer, np.full((128, 128, 3), 127, np.uint8), ref)
+    assert not miss.detected and miss.similarity is None and miss.with_misses == 0.0
+
+
+def test_clip_identical_images_score_one():
+    clip = tiny_clip()
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    a, b = clip.image_embeddings([img, img.copy()])
+    assert float(a @ b) == pytest.approx(1.0, abs=1e-5)
+    t = clip.text_embeddings(["a photo of a person"])
+    assert t.shape == (1, clip.dim) and np.linalg.norm(t) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_suites_load_and_validate(tmp_path):
+    s = load_suite(SMOKE)
+    assert [i.name for i in s.identities] == ["obama", "biden"] and len(s.identities[0].photos) == 2
+    for name in ("pulid", "seed001"):
+        text = (REPO / "benchmarks" / "suites" / f"{name}.yaml").read_text()
+        (tmp_path / f"{name}.yaml").write_text(text)
+        (tmp_path / "identities" / "someone").mkdir(parents=True, exist_ok=True)
+        shutil.copy(
+            REPO / "examples" / "faces" / "obama.jpg", tmp_path / "identities" / "someone" / "a.jpg"
+        )
+        suite = load_suite(tmp_path / f"{name}.yaml")
+        assert suite.identities[0].name == "someone"
+    assert (
+        len(load_suite(tmp_path / "pulid.yaml").prompts) == 16
+        and len(load_suite(tmp_path / "pulid.yaml").seeds) == 4
+    )
+    seed001 = load_suite(tmp_path / "seed001.yaml")
+    assert (len(seed001.prompts), len(seed001.seeds), seed001.num_inference_steps) == (25, 16, 50)
+    (tmp_path / "bad.yaml").write_text(
+        "name: x\nidentities: identities\nprompts: [a photo of a man]\nseeds: [0]\n"
+    )
+    with pytest.raises(SamefaceError, match="does not contain <id>"):
+        load_suite(tmp_path / "bad.yaml")
+    (tmp_path / "missing.yaml").write_text(
+        "identities: [{name: a, photos: [nope.jpg]}]\nprompts: ['<id>']\n"
+    )
+    with pytest.raises(SamefaceError, match="not found"):
+        load_suite(tmp_path / "missing.yaml")
+
+
+@pytest.fixture(scope="module")
+def evaluator(analyzer):
+    return Evaluator(analyzer, tiny_clip())
+
+
+def _settings():
+    return BenchSettings(
+        methods=["textual-inversion"],
+        base_spec="tiny:sd1",
+        method_settings={"textual-inversion": {"steps": 2, "init": "face"}},
+    )
+
+
+def _run(out, evaluator, **kw):
+    return run_benchmark(
+        load_suite(SMOKE), tiny_base_model("sd1"), out, evaluator, _settings(), progress=False, **kw
+    )
+
+
+def _stable(records):
+    """Records without timings (which differ run to run), keyed."""
+    out = {}
+    for r in records:
+        out[record_key(r)] = {
+            k: v for k, v in r.items() if k not in ("gen_time_s", "time_s", "peak_mem_mb")
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, evaluator):
+    out = tmp_path_factory.mktemp("run")
+    _run(out, evaluator)
+    return out
+
+
+def test_a_suite_runs_end_to_end(full_run):
+    recs = read_results(full_run)
+    images = [r for r in recs if r["type"] == "image"]
+    # 2 identities × 2 prompts × 1 seed × (baseline + textual inversion)
+    assert len(images) == 8 and {r["method"] for r in images} == {"none", "textual-inversion"}
+    assert len([r for r in recs if r["type"] == "personalize"]) == 2
+    assert len([r for r in recs if r["type"] == "reference"]) == 2
+    for r in images:
+        assert (full_run / r["image"]).is_file()
+        assert r["aggregate"] == pytest.approx(
+            (1 + r["clip_t"]) * (1 + r["face_similarity_with_misses"])
+        )
+        assert (r["clip_i"] is None) == (r["method"] == "none")
+        assert r["face_detected"] == (r["face_similarity"] is not None)
+    meta = json.loads((full_run / "run.json").read_text())
+    assert (
+        meta["methods"] == ["none", "textual-inversion"]
+        and meta["evaluator"]["recognizer"]["name"] == "sface"
+    )
+    assert meta["evaluator"]["clip"].startswith("tiny-random-clip")
+
+
+def test_rerun_recomputes_nothing(full_run, evaluator, monkeypatch):
+    import sameface.eval.runner as runner
+
+    before = (full_run / "results.jsonl").read_text()
+    monkeypatch.setattr(runner, "_generate", lambda *a, **k: pytest.fail("regenerated an image"))
+    monkeypatch.setattr(
+        runner, "_generate_baseline", lambda *a, **k: pytest.fail("regenerated an image")
+    )
+    _run(full_run, evaluator)
+    assert (full_run / "results.jsonl").read_text() == before
+
+
+def test_killed_run_resumes_to_the_same_results(tmp_path, full_run, evaluator, monkeypatch):
+    import sameface.eval.runner as runner
+
+    real = runner._append
+    calls = {"n": 0}
+
+    def die_after_five(path, record):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        real(path, record)
+
+    monkeypatch.setattr(runner, "_append", die_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, evaluator)
+    monkeypatch.setattr(runner, "_append", real)
+    # Simulate a line cut short by the kill: it is ignored, its record recomputed.
+    with open(tmp_path / "results.jsonl", "a") as f:
+        f.write('{"type": "image", "method": "no')
+    _run(tmp_path, evaluator)
+    assert _stable(read_results(tmp_path)) == _stable(read_results(full_run))
+
+
+def test_two_shards_give_the_one_process_results(tmp_path, full_run, evaluator):
+    _run(tmp_path, evaluator, process_index=1, num_processes=2)
+    _run(tmp_path, evaluator, process_index=0, num_processes=2)  # the main process merges
+    assert not list(tmp_path.glob("results.part*.jsonl"))
+    merged = read_results(tmp_path)
+    assert len(merged) == len({record_key(r) for r in merged})  # nothing duplicated
+    assert _stable(merged) == _stable(read_results(full_run))  # nothing lost
+    assert merge_results(tmp_path).is_file()
