@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # OpenCV's dnn prints backend notices on stderr; keep the tool's output to its own lines.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault(
+        "TRANSFORMERS_VERBOSITY", "error"
+    )  # e.g. "torchvision not installed" notices
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -22,6 +22,7 @@ __all__ = [
     "METRICS",
     "Summary",
     "mean_ci95",
+    "proportion_ci95",
     "summarise",
     "t_cdf",
     "t_ppf",
@@ -227,9 +228,29 @@ def mean_ci95(values: Iterable[Any]) -> Summary:
     return Summary(mean, mean - half, mean + half, n)
 
 
+def proportion_ci95(successes: int, n: int) -> Summary:
+    """A proportion with its 95% Wilson score interval (Wilson 1927).
+
+    Unlike mean ± t·s/√n on 0/1 values, the interval does not collapse to zero width when
+    every trial succeeds (12 faces detected out of 12 is not a certainty of 1.0); it is
+    asymmetric near 0 and 1.
+    """
+    if n <= 0:
+        return _EMPTY
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, {n}], got {successes}")
+    z = NormalDist().inv_cdf(0.975)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Summary(p, low, high, n)
+
+
 def _proportion(flags: list[bool]) -> Summary:
-    """Detection rate with a 95% interval on the 0/1 values (same t interval as the rest)."""
-    return mean_ci95(1.0 if f else 0.0 for f in flags)
+    return proportion_ci95(sum(1 for f in flags if f), len(flags))
 
 
 def summarise(
@@ -251,7 +272,7 @@ def summarise(
 
     Returns:
         `{metric: Summary}` for every key of `METRICS`: `detection_rate` (fraction of images
-        with a detected face), the fields of `IMAGE_METRICS`, `personalize_time_s` and
+        with a detected face, Wilson interval), the fields of `IMAGE_METRICS`, `personalize_time_s` and
         `personalize_peak_mem_mb`. Metrics with no value have `n == 0` and NaNs.
     """
     images: list[Mapping[str, Any]] = []

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, benchmark suites and runner, statistics and reports."""
