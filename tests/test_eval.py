@@ -199,3 +199,59 @@ def test_two_shards_give_the_one_process_results(tmp_path, full_run, evaluator):
     assert len(merged) == len({record_key(r) for r in merged})  # nothing duplicated
     assert _stable(merged) == _stable(read_results(full_run))  # nothing lost
     assert merge_results(tmp_path).is_file()
+
+
+def test_accelerate_two_processes_match_one(tmp_path, full_run):
+    """`accelerate launch` with two CPU processes: identities are sharded, results merged."""
+    import os
+    import subprocess
+    import sys
+
+    from sameface.models import save_base_model
+
+    base = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        "-m",
+        "sameface.cli",
+        "bench",
+        "--suite",
+        str(SMOKE),
+        "--methods",
+        "textual-inversion",
+        "--base",
+        str(base),
+        "--out",
+        str(out),
+        "--clip",
+        "tiny-random",
+        "--recognizer",
+        "sface",
+        "--device",
+        "cpu",
+        "--set",
+        "textual-inversion.steps=2",
+        "--set",
+        "textual-inversion.init=face",
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = read_results(out)
+    assert not list(out.glob("results.part*.jsonl")) and (out / "report.html").is_file()
+    assert len(merged) == len({record_key(r) for r in merged})
+    assert _stable(merged) == _stable(read_results(full_run))
