@@ -326,3 +326,42 @@ def test_personalize_with_a_celebrity_bank_uses_the_id_init(capsys, tmp_path, ob
         "--json",
     )
     assert code == 0 and json.loads(out)[0]["name"] == "Barack Obama"
+
+
+def test_personalize_and_generate_argument_errors(capsys, tmp_path, obama, monkeypatch):
+    import torch
+
+    from sameface.models import save_base_model, tiny_base_model
+
+    base_dir = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    capsys.readouterr()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    common = ["personalize", "--face", obama, "--base", base_dir, "--out", tmp_path / "me"]
+    code, out, err = run(capsys, *common, "--device", "cuda")
+    assert code == 1 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, *common, "--device", "gpu0")
+    assert code == 2 and "unknown device" in err
+    code, out, err = run(capsys, *common, "--set", "steps=abc")
+    assert code == 2 and "whole number" in err
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(
+        capsys,
+        "personalize",
+        "--face",
+        obama,
+        "--base",
+        "base",
+        "--out",
+        "me",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "me" / "artifact.json").read_text())["base"] == str(
+        base_dir.resolve()
+    )
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own usage error
+        main(["generate", "--identity", "me", "a photo of <id>", "--steps", "0", "--out", "imgs"])
+    assert exit_info.value.code == 2 and "at least 1" in capsys.readouterr().err

@@ -12,14 +12,30 @@ from ..errors import SamefaceError
 from .common import add_face_options, ensure_folder, expand_images, recognizer_kwargs
 
 
-def pick_device(device: str, dtype: str) -> tuple[str, object]:
-    """('cuda'|'cpu'|..., torch dtype) from the CLI's `auto` defaults."""
+def pick_device(device: str, dtype: str, *, training: bool = False) -> tuple[str, object]:
+    """('cuda'|'cpu'|..., torch dtype) from the CLI's `auto` defaults, checked.
+
+    `auto` dtype: float32 on the CPU; on a GPU float16 for generation and bfloat16 for
+    training (no loss scaling needed).
+    """
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SamefaceError(
+            f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SamefaceError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+        )
     if dtype == "auto":
-        dtype = "float16" if device.startswith("cuda") else "float32"
+        dtype = "float32" if dev.type == "cpu" else ("bfloat16" if training else "float16")
     return device, getattr(torch, dtype)
 
 
@@ -71,6 +87,7 @@ def cmd_personalize(args) -> int:
 
     method = get_method(args.method)
     config = config_from_args(method.config_cls, args)
+    device, dtype = pick_device(args.device, args.dtype, training=True)
     out = ensure_folder(args.out)
     if (out / "artifact.json").exists() and not args.force:
         raise SamefaceError(f"{out} already holds a finished artifact; pass --force to train again")
@@ -90,17 +107,31 @@ def cmd_personalize(args) -> int:
         from ..data.celebs import CelebrityBank
 
         bank = CelebrityBank.load(config.celeb_bank)
-    device, dtype = pick_device(args.device, args.dtype)
     base = load_base_model(args.base, device=device, dtype=dtype)
+    # Record local paths absolutely, so `generate` works from any folder.
+    spec = str(Path(args.base).resolve()) if Path(args.base).exists() else args.base
     start = time.perf_counter()
     method.personalize(
-        identity, base, config, out, base_spec=args.base, bank=bank, resume=not args.no_resume
+        identity, base, config, out, base_spec=spec, bank=bank, resume=not args.no_resume
     )
     print(f"{method.name}: personalised in {time.perf_counter() - start:.0f} s; artifact in {out}")
     print(
         f'next: sameface generate --identity {out} "a photo of {getattr(config, "placeholder", "<id>")} as an astronaut"'
     )
     return 0
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _slug(text: str, n: int = 40) -> str:
@@ -254,12 +285,12 @@ def add_parsers(sub, common) -> None:
     g.add_argument(
         "-n",
         "--num-images",
-        type=int,
+        type=_positive,
         default=4,
         help="images per prompt (default 4; seeds SEED, SEED+1, ...)",
     )
     g.add_argument("--negative-prompt", default=None, help="what to steer away from")
-    g.add_argument("--steps", type=int, default=50, help="sampling steps (default 50, DDIM)")
+    g.add_argument("--steps", type=_positive, default=50, help="sampling steps (default 50, DDIM)")
     g.add_argument(
         "--guidance-scale",
         type=float,

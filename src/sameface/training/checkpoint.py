@@ -58,6 +58,11 @@ class CheckpointManager:
             (tmp / "state.json").write_text(
                 json.dumps(state | {"step": step}, indent=1, sort_keys=True)
             )
+            for f in (
+                "state.safetensors",
+                "state.json",
+            ):  # on disk before the rename makes it "complete"
+                _fsync(tmp / f)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -69,24 +74,34 @@ class CheckpointManager:
         return final
 
     def load_latest(self) -> tuple[dict[str, Any], dict] | None:
-        """(tensors, state) of the newest complete checkpoint, or None when there is none."""
+        """(tensors, state) of the newest readable checkpoint, or None when there is none.
+
+        A damaged newest checkpoint (e.g. after a power cut) is skipped for the one before it.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        steps = self.steps()
-        if not steps:
-            return None
-        path = self.folder / f"{PREFIX}{steps[-1]}"
-        try:
-            return load_file(str(path / "state.safetensors")), json.loads(
-                (path / "state.json").read_text()
-            )
-        except (SafetensorError, OSError, ValueError) as e:
+        errors = []
+        for step in reversed(self.steps()):
+            path = self.folder / f"{PREFIX}{step}"
+            try:
+                return load_file(str(path / "state.safetensors")), json.loads(
+                    (path / "state.json").read_text()
+                )
+            except (SafetensorError, OSError, ValueError) as e:
+                errors.append(f"{path.name}: {e}")
+        if errors:
             raise ArtifactError(
-                f"checkpoint {path} is unreadable ({e}); delete it to resume from an older one"
-            ) from None
+                f"no readable checkpoint in {self.folder} ({'; '.join(errors)}); delete them to start over"
+            )
+        return None
 
     def clear(self) -> None:
         """Remove every checkpoint (after a finished run)."""
         if self.folder.is_dir():
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from typing import Any
 
 
@@ -69,3 +72,22 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (bool, int, float, str)) or x is None:
         return x
     return str(x)
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold back Ctrl-C (SIGINT) until the block ends, so a few bookkeeping lines run as one.
+
+    Only in the main thread (signal handlers live there); elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt

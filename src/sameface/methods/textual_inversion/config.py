@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 INITS = ("auto", "face", "rand2", "id")
@@ -29,7 +30,7 @@ def parse_reparam_base(value: str | float | None) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     v = str(value).strip().lower()
-    if v in ("off", "none", "no", "false", "0"):
+    if v in ("off", "none", "no", "false"):
         return None
     if v == "e":
         return math.e
@@ -47,7 +48,8 @@ class TextualInversionConfig:
 
     Attributes:
         placeholder: the word prompts use for the person.
-        num_tokens: learned vectors per text encoder (the paper's inits give two).
+        num_tokens: learned vectors per text encoder; None (default) = as many as the init
+            gives: 2 for "face" ("human face") and "rand2", the celebrity name's tokens for "id".
         init: "face" (tokens of "human face"), "rand2" (random celebrity-name vectors),
             "id" (name tokens of the most similar celebrity by face recognition; the paper's
             best), or "auto" ("id" when a celebrity bank is given, else "face").
@@ -66,14 +68,15 @@ class TextualInversionConfig:
             0.0 = face only.
         seed: RNG seed of the run (timesteps, noise, prompts, augmentation).
         checkpoint_every: steps between checkpoints (0 = only at the end / on interrupt).
-        mixed_precision: "no" or "bf16" (frozen UNet/VAE/text encoders in bfloat16).
-        gradient_checkpointing: trade compute for memory in the UNet and text encoders.
+        mixed_precision: "no" or "bf16" (forward passes under bfloat16 autocast; the base
+            model's weights are untouched. For the fastest CPU path load the base in bf16).
+        gradient_checkpointing: trade compute for memory in the UNet.
         max_nan_steps: give up after this many consecutive non-finite losses.
         celeb_bank: celebrity bank folder for the "id" and "rand2" inits.
     """
 
     placeholder: str = "<id>"
-    num_tokens: int = 2
+    num_tokens: int | None = None
     init: str = "auto"
     reparam_base: float | None = 2.0
     l2_weight: float = 0.01
@@ -93,13 +96,15 @@ class TextualInversionConfig:
     celeb_bank: str | None = None
 
     def __post_init__(self) -> None:
+        errors = _type_errors(self)
+        if errors:
+            raise ValueError("invalid TextualInversionConfig: " + "; ".join(errors))
         self.reparam_base = parse_reparam_base(self.reparam_base)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
         self.templates = tuple(self.templates)
-        errors = []
         if not self.placeholder or any(c.isspace() for c in self.placeholder):
             errors.append(f"placeholder must be one word without spaces, got {self.placeholder!r}")
-        if not 1 <= self.num_tokens <= 16:
+        if self.num_tokens is not None and not 1 <= self.num_tokens <= 16:
             errors.append(f"num_tokens must be in 1..16, got {self.num_tokens}")
         if self.init not in INITS:
             errors.append(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
@@ -115,12 +120,14 @@ class TextualInversionConfig:
             errors.append(f"batch_size must be >= 1, got {self.batch_size}")
         if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
             errors.append(f"resolution must be a multiple of 8, got {self.resolution}")
-        if not self.templates or any("{}" not in t for t in self.templates):
-            errors.append("every template must contain '{}' where the person goes")
+        if not self.templates or any(t.count("{}") != 1 for t in self.templates):
+            errors.append("every template must contain '{}' exactly once, where the person goes")
         if not 0 <= self.flip_prob <= 1:
             errors.append(f"flip_prob must be in [0, 1], got {self.flip_prob}")
         if not 0 <= self.mask_weight <= 1:
             errors.append(f"mask_weight must be in [0, 1], got {self.mask_weight}")
+        if self.max_nan_steps < 1:
+            errors.append(f"max_nan_steps must be >= 1, got {self.max_nan_steps}")
         if self.checkpoint_every < 0:
             errors.append(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.mixed_precision not in ("no", "bf16"):
@@ -138,3 +145,54 @@ class TextualInversionConfig:
     def from_dict(cls, d: dict) -> TextualInversionConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+_INTS = ("steps", "batch_size", "seed", "checkpoint_every", "max_nan_steps")
+_OPTIONAL_INTS = ("num_tokens", "resolution")
+_FLOATS = ("l2_weight", "learning_rate", "flip_prob", "mask_weight")
+_STRS = ("placeholder", "init", "mixed_precision")
+
+
+def _type_errors(cfg: TextualInversionConfig) -> list[str]:
+    """Wrong types get a readable message here, before any arithmetic on them fails obscurely."""
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    errors = []
+    for name in _INTS:
+        if not is_int(getattr(cfg, name)):
+            errors.append(f"{name} must be a whole number, got {getattr(cfg, name)!r}")
+    for name in _OPTIONAL_INTS:
+        v = getattr(cfg, name)
+        if v is not None and not is_int(v):
+            errors.append(f"{name} must be a whole number or unset, got {v!r}")
+    for name in _FLOATS:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            errors.append(f"{name} must be a number, got {v!r}")
+    for name in _STRS:
+        if not isinstance(getattr(cfg, name), str):
+            errors.append(f"{name} must be text, got {getattr(cfg, name)!r}")
+    if not isinstance(cfg.gradient_checkpointing, bool):
+        errors.append(
+            f"gradient_checkpointing must be true or false, got {cfg.gradient_checkpointing!r}"
+        )
+    betas = cfg.adam_betas
+    if not isinstance(betas, (list, tuple)) or not all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas
+    ):
+        errors.append(f"adam_betas must be two numbers, got {betas!r}")
+    if (
+        isinstance(cfg.templates, str)
+        or not isinstance(cfg.templates, (list, tuple))
+        or not all(isinstance(t, str) for t in cfg.templates)
+    ):
+        errors.append("templates must be a list of texts")
+    if cfg.celeb_bank is not None and not isinstance(cfg.celeb_bank, (str, os.PathLike)):
+        errors.append(f"celeb_bank must be a folder path, got {cfg.celeb_bank!r}")
+    if not (
+        cfg.reparam_base is None or isinstance(cfg.reparam_base, (str, int, float))
+    ) or isinstance(cfg.reparam_base, bool):
+        errors.append(f"reparam_base must be a number > 1, 'e' or 'off', got {cfg.reparam_base!r}")
+    return errors

@@ -32,7 +32,10 @@ class InitChoice:
 
 
 def fit_to_count(ids: list[int], k: int) -> list[int]:
-    """Exactly `k` ids: the first k when there are more, cycled when there are fewer."""
+    """Exactly `k` ids: the first k when there are more, cycled when there are fewer.
+
+    Only used when `num_tokens` is set explicitly; by default the vector count follows the init.
+    """
     if not ids:
         raise ValueError("no token ids to initialise from")
     return [ids[i % len(ids)] for i in range(k)]
@@ -46,7 +49,7 @@ def word_ids(tokenizer: Any, text: str) -> list[int]:
 def choose_init(
     init: str,
     tokenizer: Any,
-    num_tokens: int,
+    num_tokens: int | None,
     *,
     identity: Any = None,
     bank: Any = None,
@@ -57,7 +60,8 @@ def choose_init(
     Args:
         init: "auto" ("id" with a bank, else "face"), "face", "rand2" or "id".
         tokenizer: the base model's (first) tokenizer.
-        num_tokens: number of learned vectors.
+        num_tokens: number of learned vectors; None = as many as the init gives (2 for "face"
+            and "rand2", the celebrity name's token count for "id", as in the paper).
         identity: the `Identity` (for "id"; its recogniser must be the bank's).
         bank: a `CelebrityBank` (for "id" and "rand2").
         seed: RNG seed (for "rand2").
@@ -68,7 +72,8 @@ def choose_init(
     if init == "auto":
         init = "id" if bank is not None and identity is not None else "face"
     if init == "face":
-        ids = fit_to_count(word_ids(tokenizer, FACE_PHRASE), num_tokens)
+        ids = word_ids(tokenizer, FACE_PHRASE)
+        ids = fit_to_count(ids, num_tokens or len(ids))
         return InitChoice("face", ids, f"tokens of {FACE_PHRASE!r}")
     if bank is None or len(bank) == 0:
         raise SamefaceError(
@@ -79,7 +84,8 @@ def choose_init(
         # Two (k) random vectors out of all celebrity-name tokens (seed 001, init 2).
         pool = sorted({t for ids in bank.token_ids for t in ids})
         rng = np.random.default_rng(seed)
-        picked = rng.choice(pool, size=num_tokens, replace=len(pool) < num_tokens)
+        k = num_tokens or 2
+        picked = rng.choice(pool, size=k, replace=len(pool) < k)
         return InitChoice(
             "rand2", [int(t) for t in picked], f"random celebrity-name tokens (seed {seed})"
         )
@@ -93,7 +99,8 @@ def choose_init(
                 "build the identity with the bank's recogniser"
             )
         name, sim = bank.nearest(identity, k=1)[0]  # also checks the recogniser's name
-        ids = fit_to_count(word_ids(tokenizer, name), num_tokens)
+        ids = word_ids(tokenizer, name)
+        ids = fit_to_count(ids, num_tokens or len(ids))
         return InitChoice(
             "id",
             ids,

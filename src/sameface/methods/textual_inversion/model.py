@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...errors import SamefaceError
+
 
 def placeholder_tokens(placeholder: str, num_tokens: int) -> list[str]:
     """Token strings of a multi-vector placeholder, named as diffusers names them (`<id>`, `<id>_1`, ...)."""
@@ -65,6 +67,15 @@ class TokenSplice:
         self.token_ids = list(token_ids)
         self.learned = learned
         emb = text_encoder.get_input_embeddings()
+        # Every tokenizer copy hands out the same new ids, so two identities on one encoder
+        # would silently overwrite each other: allow one at a time.
+        if getattr(emb, "_sameface_splice", None) is not None:
+            raise SamefaceError(
+                "another identity is already attached to this base model's text encoder (an open "
+                "pipeline or a training run); close it first (`pipe.close()` or `with ... as pipe:`)"
+            )
+        emb._sameface_splice = self
+        self._emb = emb
         self._vocab = emb.num_embeddings
         self._handles = [
             emb.register_forward_pre_hook(self._pre),
@@ -87,6 +98,8 @@ class TokenSplice:
         for h in self._handles:
             h.remove()
         self._handles = []
+        if getattr(self._emb, "_sameface_splice", None) is self:
+            self._emb._sameface_splice = None
 
 
 def tokenizer_with_placeholder(
@@ -99,9 +112,12 @@ def tokenizer_with_placeholder(
     """
     tok = copy.deepcopy(tokenizer)
     names = placeholder_tokens(placeholder, num_tokens)
-    added = tok.add_tokens(names)
-    if added != num_tokens:
+    tok.add_tokens(names)
+    ids = tok.convert_tokens_to_ids(names)
+    # A placeholder that is already a vocabulary piece ("a", "face") keeps its old id: it
+    # would splice into every prompt using that word.
+    if any(i < len(tokenizer) for i in ids):
         raise ValueError(
-            f"placeholder {placeholder!r} clashes with tokens the tokenizer already has; choose another"
+            f"placeholder {placeholder!r} is already a word of the vocabulary; choose another, e.g. <id>"
         )
-    return tok, tok.convert_tokens_to_ids(names)
+    return tok, ids

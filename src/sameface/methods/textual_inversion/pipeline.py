@@ -33,7 +33,24 @@ class TextualInversionPipeline:
         self.base, self.meta = base, meta
         self.placeholder = meta.get("placeholder", "<id>")
         k = int(meta.get("num_tokens", vectors[0].shape[0]))
-        tokenizers, self._splices = [], []
+        self._splices = []
+        try:
+            tokenizers = self._attach(base, vectors, k)
+        except BaseException:
+            self.close()  # do not leave the first encoder's hook behind when the second fails
+            raise
+        extra = {"tokenizer": tokenizers[0]} | (
+            {"tokenizer_2": tokenizers[1]} if base.is_sdxl else {}
+        )
+        # DDIM as in the paper; diffusers expands `<id>` to `<id> <id>_1 ...` from the tokenizer.
+        self.pipe = base.as_pipeline(
+            scheduler=DDIMScheduler.from_config(base.scheduler.config), **extra
+        )
+        self.pipe.set_progress_bar_config(disable=None)
+
+    def _attach(self, base: Any, vectors: list[Any], k: int) -> list[Any]:
+        """Tokenizer copies with the placeholder, and the learned vectors spliced into the encoders."""
+        tokenizers = []
         for tok, enc, vec in zip(base.tokenizers, base.text_encoders, vectors, strict=True):
             if vec.shape[-1] != enc.get_input_embeddings().embedding_dim:
                 raise ValueError(
@@ -44,14 +61,7 @@ class TextualInversionPipeline:
             fixed = LearnedTokens(vec.to(base.device), base=None).requires_grad_(False)
             tokenizers.append(new_tok)
             self._splices.append(TokenSplice(enc, ids, fixed))
-        extra = {"tokenizer": tokenizers[0]} | (
-            {"tokenizer_2": tokenizers[1]} if base.is_sdxl else {}
-        )
-        # DDIM as in the paper; diffusers expands `<id>` to `<id> <id>_1 ...` from the tokenizer.
-        self.pipe = base.as_pipeline(
-            scheduler=DDIMScheduler.from_config(base.scheduler.config), **extra
-        )
-        self.pipe.set_progress_bar_config(disable=None)
+        return tokenizers
 
     @classmethod
     def from_artifact(
@@ -108,6 +118,11 @@ class TextualInversionPipeline:
         Raises:
             ValueError: a prompt does not contain the placeholder.
         """
+        if num_inference_steps < 1 or num_images_per_prompt < 1:
+            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
+        for side in (height, width):
+            if side is not None and (side < 8 or side % 8):
+                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         missing = [p for p in prompts if self.placeholder not in p]
         if missing:

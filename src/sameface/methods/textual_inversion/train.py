@@ -27,6 +27,7 @@ from ...training import (
     tensors_to_optimizer_state_dict,
 )
 from ...training.latents import encode_latent_stats, to_tensor_images, to_tensor_masks
+from ...training.state import deferred_interrupt
 from .artifact import EMBEDS_FILE, save_embeddings
 from .config import TextualInversionConfig
 from .init import choose_init
@@ -90,10 +91,11 @@ def personalize(
         bank=bank,
         seed=cfg.seed,
     )
+    k = len(choice.token_ids)  # the number of learned vectors per text encoder
     with contextlib.ExitStack() as stack:
         tokenizers, learned = [], []
         for tok, enc in zip(base.tokenizers, base.text_encoders, strict=True):
-            new_tok, ids = tokenizer_with_placeholder(tok, cfg.placeholder, cfg.num_tokens)
+            new_tok, ids = tokenizer_with_placeholder(tok, cfg.placeholder, k)
             init = enc.get_input_embeddings().weight.detach()[choice.token_ids].float()
             lt = LearnedTokens(init, cfg.reparam_base).to(base.device)
             splice = TokenSplice(enc, ids, lt)
@@ -103,8 +105,8 @@ def personalize(
         run = _RunState(learned, cfg, ckpts, _fingerprint(cfg, identity, base))
         if resume:
             run.restore()
-        dtype = stack.enter_context(_frozen_base(base, cfg))
-        _optimise(run, base, identity, tokenizers, res, dtype, progress)
+        stack.enter_context(_frozen_base(base, cfg))
+        _optimise(run, base, identity, tokenizers, res, progress)
 
     vectors = [lt.vectors().detach() for lt in learned]
     meta = {
@@ -117,8 +119,8 @@ def personalize(
         "prediction_type": base.prediction_type,
         "resolution": res,
         "placeholder": cfg.placeholder,
-        "num_tokens": cfg.num_tokens,
-        "tokens": placeholder_tokens(cfg.placeholder, cfg.num_tokens),
+        "num_tokens": k,
+        "tokens": placeholder_tokens(cfg.placeholder, k),
         "embeddings_file": EMBEDS_FILE,
         "init": {
             "requested": cfg.init,
@@ -159,6 +161,7 @@ class _RunState:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.losses: list[float] = []
+        self.num_tokens = int(learned[0].vectors().shape[0])
 
     def save(self, rng_state: Any = None) -> None:
         """Checkpoint the state after `self.step` applied steps (`rng_state`: the RNG at that point)."""
@@ -201,17 +204,18 @@ class _RunState:
 
 
 def _optimise(
-    run: _RunState, base: Any, identity: Any, tokenizers: list, res: int, dtype: Any, progress: bool
+    run: _RunState, base: Any, identity: Any, tokenizers: list, res: int, progress: bool
 ) -> None:
     """The training loop: L_simple (seed 001 eq. 3) with Adam, checkpointing as it goes."""
     from tqdm.auto import tqdm
 
     cfg = run.cfg
-    # Data: square face crops and their flips, as cached VAE posteriors.
+    # Data: square face crops and their flips, as cached VAE posteriors (kept on the CPU,
+    # where the checkpointed generator draws the noise).
     images = to_tensor_images(identity.squares, res)
     if cfg.flip_prob > 0:
         images = torch.cat([images, images.flip(-1)])
-    mean, std = encode_latent_stats(base.vae, images)
+    mean, std = (x.cpu() for x in encode_latent_stats(base.vae, images))
     n_photos = identity.num_photos
     weights = None
     if cfg.mask_weight < 1.0:
@@ -219,8 +223,9 @@ def _optimise(
         m = torch.cat([m, m.flip(-1)]) if cfg.flip_prob > 0 else m
         weights = m + cfg.mask_weight * (1 - m)
     scheduler = _training_scheduler(base)
-    token_text = " ".join(placeholder_tokens(cfg.placeholder, cfg.num_tokens))
-    dev, g = base.device, run.generator
+    token_text = " ".join(placeholder_tokens(cfg.placeholder, run.num_tokens))
+    dev, dtype, g = base.device, base.dtype, run.generator
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
 
     bar = tqdm(
         total=cfg.steps,
@@ -245,11 +250,14 @@ def _optimise(
             noise = torch.randn(latents.shape, generator=g)
             t = sample_timesteps(scheduler, cfg.batch_size, g)
             picks = torch.randint(len(cfg.templates), (cfg.batch_size,), generator=g)
-            prompts = [cfg.templates[int(i)].format(token_text) for i in picks]
+            prompts = [cfg.templates[int(i)].replace("{}", token_text) for i in picks]
 
-            noisy = scheduler.add_noise(latents, noise, t).to(dev, dtype)
-            hidden, added = encode_prompts(base, prompts, tokenizers=tokenizers, size=(res, res))
-            pred = base.unet(noisy, t.to(dev), hidden, added_cond_kwargs=added).sample
+            with autocast:
+                noisy = scheduler.add_noise(latents, noise, t).to(dev, dtype)
+                hidden, added = encode_prompts(
+                    base, prompts, tokenizers=tokenizers, size=(res, res)
+                )
+                pred = base.unet(noisy, t.to(dev), hidden, added_cond_kwargs=added).sample
             target = diffusion_target(scheduler, latents, noise, t).to(dev)
             loss = l_simple(pred, target, None if weights is None else weights[idx].to(dev))
             if (
@@ -263,25 +271,28 @@ def _optimise(
             finite = bool(torch.isfinite(loss))
             if finite:
                 loss.backward()
-                finite = all(
-                    p.grad is None or bool(torch.isfinite(p.grad).all()) for p in run.params
-                )
+                if any(p.grad is None for p in run.params):
+                    raise TrainingError(
+                        "the learned vectors received no gradient: another identity is attached to this "
+                        "base model's text encoder, or the prompts do not contain the placeholder"
+                    )
+                finite = all(bool(torch.isfinite(p.grad).all()) for p in run.params)
             if not finite:
                 nan_run += 1
                 if nan_run >= cfg.max_nan_steps:
                     run.save(rng_at_start)
                     raise TrainingError(
-                        f"loss was not finite for {nan_run} steps in a row (step {run.step}); the last good "
-                        f"state is checkpointed in {run.ckpts.folder}. Lower --lr or use --mixed-precision no, "
-                        "then run again to resume"
+                        f"loss was not finite for {nan_run} steps in a row (step {run.step}); the last finite "
+                        f"vectors are checkpointed in {run.ckpts.folder}. Run again with a lower --lr to resume "
+                        "from them (or --mixed-precision no), or --no-resume to start over"
                     )
-                run.losses.append(float("nan"))  # skip the update, keep going
-            else:
-                nan_run = 0
-                run.optimizer.step()
-                run.losses.append(float(loss.detach()))
-            run.step += 1
-            rng_at_start = None
+            with deferred_interrupt():  # update, loss, step and RNG state move together
+                if finite:
+                    nan_run = 0
+                    run.optimizer.step()
+                run.losses.append(float(loss.detach()) if finite else float("nan"))
+                run.step += 1
+                rng_at_start = None
             bar.update(1)
             bar.set_postfix(loss=f"{_recent_mean(run.losses):.4f}")
             if (
@@ -302,36 +313,27 @@ def _optimise(
 
 @contextlib.contextmanager
 def _frozen_base(base: Any, cfg: TextualInversionConfig):
-    """Freeze the base model for training and give it back as it was (grad flags, dtype, modes)."""
-    mods = base.modules()
-    saved = {
-        k: (m.training, next(m.parameters()).dtype, [p.requires_grad for p in m.parameters()])
-        for k, m in mods.items()
-    }
-    dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else next(base.unet.parameters()).dtype
-    for m in mods.values():
-        m.requires_grad_(False)
-        m.eval()
-        if cfg.mixed_precision == "bf16":
-            m.to(dtype=torch.bfloat16)
-    if cfg.gradient_checkpointing:
-        base.unet.enable_gradient_checkpointing()
-        for enc in base.text_encoders:
-            enc.gradient_checkpointing_enable()
-    try:
-        yield dtype
-    finally:
-        if cfg.gradient_checkpointing:
-            base.unet.disable_gradient_checkpointing()
-            for enc in base.text_encoders:
-                enc.gradient_checkpointing_disable()
-        for k, m in mods.items():
-            training, dt, flags = saved[k]
-            if next(m.parameters()).dtype != dt:
-                m.to(dtype=dt)
-            m.train(training)
-            for p, f in zip(m.parameters(), flags, strict=True):
-                p.requires_grad_(f)
+    """Freeze the base model for training; give it back exactly as it was (flags, modes, checkpointing).
+
+    Every change is registered for undoing as it is made, so a failure half-way leaves nothing behind.
+    """
+    with contextlib.ExitStack() as undo:
+        for m in base.modules().values():
+            flags = [p.requires_grad for p in m.parameters()]
+            undo.callback(_restore_module, m, m.training, flags)
+            m.requires_grad_(False)
+            m.eval()
+        unet = base.unet
+        if cfg.gradient_checkpointing and not unet.is_gradient_checkpointing:
+            undo.callback(unet.disable_gradient_checkpointing)
+            unet.enable_gradient_checkpointing()
+        yield
+
+
+def _restore_module(module: Any, training: bool, flags: list[bool]) -> None:
+    module.train(training)
+    for p, f in zip(module.parameters(), flags, strict=True):
+        p.requires_grad_(f)
 
 
 def _training_scheduler(base: Any) -> Any:
