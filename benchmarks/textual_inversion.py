@@ -65,7 +65,6 @@ def run_reference(args) -> dict:
     with torch.no_grad():
         init = tok.convert_tokens_to_ids(["face"])[0]
         emb.weight[ids] = emb.weight[init].clone()
-    orig = emb.weight.detach().clone()
     vae.requires_grad_(False)
     unet.requires_grad_(False)
     for p in te.parameters():
@@ -73,6 +72,7 @@ def run_reference(args) -> dict:
     emb.weight.requires_grad_(True)  # the whole table is the optimiser's parameter
     te.to(dtype=torch.float32)  # the example keeps the text encoder in fp32
     te.train()
+    orig = emb.weight.detach().clone()
     optimizer = torch.optim.AdamW(emb.parameters(), lr=5e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     sched = DDPMScheduler.from_config(base.scheduler.config)
     keep = torch.ones(len(tok), dtype=torch.bool)
