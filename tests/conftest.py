@@ -32,6 +32,15 @@ def _set_threads() -> None:
 _set_threads()
 
 
+def free_port() -> int:
+    """A TCP port free right now on the loopback (for `accelerate launch` rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def portrait(name: str) -> Path:
     """A test portrait from the repo's examples or ../shared/testdata (skip if absent)."""
     for root in (EXAMPLES, SHARED):

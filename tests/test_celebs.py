@@ -25,6 +25,7 @@ from sameface.data.celebs import (
     name_seed,
 )
 from sameface.errors import ArtifactError, SamefaceError
+from tests.conftest import free_port
 
 OBAMA_IDS = [22481, 4276]  # "Barack Obama" in CLIP's BPE (SD1.x / SD2.x / SDXL)
 
@@ -414,7 +415,8 @@ def test_accelerate_launch_two_processes(tmp_path):
         # `--cpu` would run one process (multi-CPU needs mpirun); `--multi_gpu` starts the
         # processes through torchrun even without GPUs, and they sync over gloo.
         [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path / "out")],
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         str(script), str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

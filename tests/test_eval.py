@@ -29,6 +29,7 @@ from sameface.eval.runner import (
 from sameface.eval.suite import load_suite
 from sameface.imageio import load_image
 from sameface.models import tiny_base_model
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "benchmarks" / "suites" / "smoke.yaml"
@@ -161,9 +162,6 @@ def test_rerun_recomputes_nothing(full_run, evaluator, monkeypatch):
 
     before = (full_run / "results.jsonl").read_text()
     monkeypatch.setattr(runner, "_generate", lambda *a, **k: pytest.fail("regenerated an image"))
-    monkeypatch.setattr(
-        runner, "_generate_baseline", lambda *a, **k: pytest.fail("regenerated an image")
-    )
     _run(full_run, evaluator)
     assert (full_run / "results.jsonl").read_text() == before
 
@@ -225,7 +223,7 @@ def test_accelerate_two_processes_match_one(tmp_path, full_run):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        "29517",
+        str(free_port()),
         "-m",
         "sameface.cli",
         "bench",

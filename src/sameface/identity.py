@@ -428,8 +428,9 @@ def _written_files(meta: dict) -> list[str] | None:
 
 def _apply_umask(folder: Path) -> None:
     """Give a `mkdtemp` folder (0700) and the files in it the permissions the user's umask asks for."""
-    mask = os.umask(0)
-    os.umask(mask)
+    from .fileio import umask
+
+    mask = umask()
     for p in [folder, *folder.rglob("*")]:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
 

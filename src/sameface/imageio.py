@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 
-from .errors import ImageLoadError, OutputError
+from .errors import ImageLoadError
 
 ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
@@ -187,37 +186,21 @@ def _array_to_rgb(a: np.ndarray, *, max_pixels: int | None) -> np.ndarray:
 
 
 def save_image_atomic(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write an RGB (or gray) uint8 array to `path` via a temporary file and rename.
+    """Write an RGB (or gray) uint8 array to `path` (format from the suffix), atomically.
 
     Raises:
         OutputError: the file cannot be written (the message names the path).
     """
+    import io
+
     from PIL import Image
+
+    from .fileio import write_bytes_atomic
 
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}.get(
         path.suffix.lower(), "PNG"
     )
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=".sf-tmp-", dir=path.parent
-        )  # short: long names stay legal
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(image)).save(f, format=fmt)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format=fmt)
+    return write_bytes_atomic(path, buf.getvalue())

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, ImageLoadError, SamefaceError
+from ..fileio import write_with
 from ..training.distributed import DistributedContext, distributed_context
 
 FORMAT_VERSION = 1
@@ -650,16 +651,6 @@ def _generate_name_images(
     return (np.clip(np.asarray(out.images, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _write_atomic_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_part(parts_dir: Path, record: dict, face_embeddings: np.ndarray) -> Path:
     """Write one finished name: `<stem>.safetensors` (its face embeddings), then `<stem>.json`.
 
@@ -669,9 +660,9 @@ def _write_part(parts_dir: Path, record: dict, face_embeddings: np.ndarray) -> P
 
     stem = _part_stem(record["name"])
     tensors = {"face_embeddings": np.ascontiguousarray(face_embeddings, np.float32)}
-    _write_atomic_bytes(parts_dir / f"{stem}.safetensors", lambda p: save_file(tensors, str(p)))
+    write_with(parts_dir / f"{stem}.safetensors", lambda p: save_file(tensors, str(p)))
     text = json.dumps(_json_safe(record), indent=1, ensure_ascii=False) + "\n"
-    _write_atomic_bytes(parts_dir / f"{stem}.json", lambda p: p.write_text(text, encoding="utf-8"))
+    write_with(parts_dir / f"{stem}.json", lambda p: p.write_text(text, encoding="utf-8"))
     return parts_dir / f"{stem}.json"
 
 

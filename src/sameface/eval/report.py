@@ -26,13 +26,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, OutputError, SamefaceError
+from ..errors import ArtifactError, SamefaceError
+from ..fileio import write_bytes_atomic
 from .stats import Summary, summarise
 
 __all__ = ["BASELINE", "RunData", "load_run", "write_report"]
@@ -487,30 +487,6 @@ def _render_html(blocks: list, title: str, images: Mapping[str, bytes]) -> str:
 
 
 # ---- writing ------------------------------------------------------------------------
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and `os.replace` (never half a file)."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sf-tmp-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _slug(name: str) -> str:
@@ -1049,8 +1025,8 @@ def write_report(
     blocks += _identity_blocks(run, grids)
 
     for name, data in figures.items():
-        _write_atomic(out / name, data)
+        write_bytes_atomic(out / name, data)
     md_path, html_path = out / "report.md", out / "report.html"
-    _write_atomic(md_path, _render_md(blocks).encode("utf-8"))
-    _write_atomic(html_path, _render_html(blocks, title, figures).encode("utf-8"))
+    write_bytes_atomic(md_path, _render_md(blocks).encode("utf-8"))
+    write_bytes_atomic(html_path, _render_html(blocks, title, figures).encode("utf-8"))
     return md_path, html_path

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import SamefaceError
+from ..fileio import write_json_atomic
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
 from .suite import Suite
 
@@ -91,7 +92,9 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     methods = [get_method(m) for m in settings.methods]
     if process_index == 0:
-        _write_json(out / "run.json", _run_meta(suite, evaluator, settings, methods))
+        write_json_atomic(
+            out / "run.json", _run_meta(suite, evaluator, settings, methods), default=_json_default
+        )
     part = out / (RESULTS if num_processes == 1 else f"results.part{process_index}.jsonl")
     done = _done_keys(out)
     mine = [ident for i, ident in enumerate(suite.identities) if i % num_processes == process_index]
@@ -149,7 +152,13 @@ def _run_identity(
         for seed in suite.seeds:
             path = out / "images" / BASELINE / ident.name / f"p{pi:02d}_s{seed}.png"
             img, secs = _cached_or_generate(
-                path, _generate_baseline, base_pipe, base, suite, prompt, seed
+                path,
+                _generate,
+                base_pipe,
+                base,
+                suite,
+                neutral_prompt(prompt, suite.placeholder),
+                seed,
             )
             baseline[(pi, seed)] = _score(img, prompt, suite, reference, evaluator) | {
                 "image_path": path,
@@ -305,25 +314,11 @@ def _guidance(suite: Suite, base: Any) -> float:
     )
 
 
-def _generate_baseline(pipe: Any, base: Any, suite: Suite, prompt: str, seed: int) -> np.ndarray:
-    size = suite.resolution or base.resolution
-    out = pipe(
-        prompt=neutral_prompt(prompt, suite.placeholder),
-        negative_prompt=suite.negative_prompt,
-        num_inference_steps=suite.num_inference_steps,
-        guidance_scale=_guidance(suite, base),
-        generator=_generator(seed),
-        height=size,
-        width=size,
-        output_type="np",
-    )
-    return _to_uint8(out.images[0])
-
-
 def _generate(pipe: Any, base: Any, suite: Suite, prompt: str, seed: int) -> np.ndarray:
+    """One image with the suite's sampler settings; the same seed gives the same starting noise for every method."""
     size = suite.resolution or base.resolution
     out = pipe(
-        prompt,
+        prompt=prompt,
         negative_prompt=suite.negative_prompt,
         num_inference_steps=suite.num_inference_steps,
         guidance_scale=_guidance(suite, base),
@@ -461,12 +456,6 @@ def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, metho
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sameface_version": __version__,
     }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
 
 
 def _bar(items: list, progress: bool, desc: str):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sameface.errors import DependencyMissingError
+from sameface.fileio import write_text_atomic
 
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 # Packages that ship the BPE file, tried in order. Neither is imported: `import clip` pulls
@@ -107,18 +108,6 @@ def build_vocab_and_merges(bpe_path: str | os.PathLike[str]) -> tuple[dict[str, 
     return vocab, merges
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # temp file + os.replace: a concurrent reader sees the old file or the whole new one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def ensure_tokenizer_files(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Write `vocab.json` and `merges.txt` for the CLIP tokenizer into a folder, once.
 
@@ -134,9 +123,9 @@ def ensure_tokenizer_files(cache_dir: str | os.PathLike[str] | None = None) -> P
         return folder
     vocab, merges = build_vocab_and_merges(find_bpe_file())
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(merges_file, "\n".join([_MERGES_HEADER, *merges]) + "\n")
+    write_text_atomic(merges_file, "\n".join([_MERGES_HEADER, *merges]) + "\n")
     # vocab last: its presence is what marks the folder as complete (see the check above).
-    _write_atomic(vocab_file, json.dumps(vocab, ensure_ascii=False))
+    write_text_atomic(vocab_file, json.dumps(vocab, ensure_ascii=False))
     return folder
 
 

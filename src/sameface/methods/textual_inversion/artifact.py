@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ArtifactError
+from ...fileio import write_json_atomic, write_with
 
 EMBEDS_FILE = "learned_embeds.safetensors"
 META_FILE = "artifact.json"
@@ -32,12 +33,6 @@ def embedding_keys(family: str, placeholder: str) -> tuple[str, ...]:
     return SDXL_KEYS if family == "sdxl" else (placeholder,)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def save_embeddings(
     folder: Path, family: str, placeholder: str, vectors: list[Any], meta: dict
 ) -> None:
@@ -47,10 +42,9 @@ def save_embeddings(
     folder.mkdir(parents=True, exist_ok=True)
     keys = embedding_keys(family, placeholder)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in zip(keys, vectors, strict=True)}
-    tmp = folder / f".{EMBEDS_FILE}.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"placeholder": placeholder, "family": family})
-    os.replace(tmp, folder / EMBEDS_FILE)
-    write_json_atomic(folder / META_FILE, meta)
+    metadata = {"placeholder": placeholder, "family": family}
+    write_with(folder / EMBEDS_FILE, lambda p: save_file(tensors, str(p), metadata=metadata))
+    write_json_atomic(folder / META_FILE, meta, sort_keys=True)
 
 
 def load_embeddings(folder: str | os.PathLike) -> tuple[list[Any], dict]:

@@ -1,0 +1,62 @@
+"""Atomic file writes: a temporary file in the same folder, then `os.replace`.
+
+A reader (or a run killed half-way) sees the old file or the whole new one, never half a file.
+Every failure becomes an `OutputError` naming the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+
+
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Atomically create `path` with `writer(temporary_path)` (for libraries that write files)."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=".sf-tmp-", dir=path.parent
+        )  # short: long names stay legal
+        os.close(fd)
+        tmp = Path(name)
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the user's usual permissions
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write bytes."""
+    return write_with(path, lambda p: p.write_bytes(data))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 text."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, **kwargs: Any) -> Path:
+    """Atomically write JSON (indent 2 and a final newline unless told otherwise)."""
+    kwargs.setdefault("indent", 2)
+    return write_text_atomic(path, json.dumps(data, **kwargs) + "\n")
