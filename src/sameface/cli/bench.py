@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .common import recognizer_kwargs
+from .common import add_device_options, process_device, recognizer_kwargs
 
 
 def default_evaluator_recognizer() -> str:
@@ -41,7 +41,6 @@ def cmd_bench(args) -> int:
     from ..methods import available_methods
     from ..models import load_base_model
     from ..training.distributed import distributed_context
-    from .methods import pick_device
 
     suite = load_suite(args.suite)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else []
@@ -51,9 +50,7 @@ def cmd_bench(args) -> int:
             f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}"
         )
     ctx = distributed_context()
-    device, dtype = pick_device(args.device, args.dtype)
-    if ctx.num_processes > 1 and device.startswith("cuda"):
-        device = f"cuda:{ctx.process_index % max(1, __import__('torch').cuda.device_count())}"
+    device, dtype = process_device(args, ctx)
     recognizer = args.recognizer or default_evaluator_recognizer()
     if recognizer == args.identity_recognizer:
         print(
@@ -150,13 +147,7 @@ def add_parsers(sub, common) -> None:
         metavar="METHOD.KEY=VALUE",
         help="method setting, e.g. textual-inversion.steps=100",
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "float16", "bfloat16"],
-        help="weight dtype",
-    )
+    add_device_options(p)
     p.set_defaults(func=cmd_bench)
 
 

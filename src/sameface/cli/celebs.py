@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..errors import SamefaceError
-from .common import add_face_options, recognizer_kwargs
+from .common import add_device_options, add_face_options, process_device, recognizer_kwargs
 
 
 def cmd_celebs_build(args) -> int:
@@ -37,21 +37,11 @@ def cmd_celebs_build(args) -> int:
         print(f"saved to {args.out}")
         return 0
 
-    import torch
-
     from ..models import load_base_model
 
     # Under `accelerate launch` each process takes every Nth name and the main one merges.
     ctx = distributed_context()
-    device = args.device
-    if device is None:
-        if ctx.num_processes > 1:
-            from accelerate import PartialState
-
-            device = PartialState().device
-        else:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+    device, dtype = process_device(args, ctx)
     base = load_base_model(args.base, device=device, dtype=dtype)
     reference = CelebrityBank.load(args.reference) if args.reference else None
     bank = build_bank_from_model(
@@ -166,15 +156,7 @@ def add_parsers(sub, common) -> None:
     pb.add_argument(
         "--save-images", action="store_true", help="keep generated images under DIR/images/"
     )
-    pb.add_argument(
-        "--device", help="cuda, cpu, ... (default: cuda if available; per process under accelerate)"
-    )
-    pb.add_argument(
-        "--dtype",
-        default="float32",
-        choices=["float32", "float16", "bfloat16"],
-        help="weights dtype",
-    )
+    add_device_options(pb)
     pb.add_argument(
         "--force", action="store_true", help="--photos: replace a bank already saved in DIR"
     )

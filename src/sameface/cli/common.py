@@ -78,3 +78,54 @@ def ensure_folder(path: str) -> Path:
     except OSError as e:
         raise OutputError(f"{path}: cannot create output folder ({e.strerror or e})") from None
     return folder
+
+
+def pick_device(device: str, dtype: str, *, training: bool = False) -> tuple[str, object]:
+    """('cuda'|'cpu'|..., torch dtype) from the CLI's `auto` defaults, checked.
+
+    `auto` dtype: float32 on the CPU; on a GPU float16 for generation and bfloat16 for
+    training (no loss scaling needed).
+    """
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SamefaceError(
+            f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SamefaceError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+        )
+    if dtype == "auto":
+        dtype = "float32" if dev.type == "cpu" else ("bfloat16" if training else "float16")
+    return device, getattr(torch, dtype)
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """`--device` and `--dtype`, the same on every command that runs a model."""
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="weight dtype (default: float32 on the CPU; on a GPU float16, bfloat16 for training)",
+    )
+
+
+def process_device(args, ctx, *, training: bool = False) -> tuple[str, object]:
+    """`pick_device` for one process of a (possibly) multi-process run: under `accelerate
+    launch` an unindexed `cuda` becomes this process's own GPU."""
+    device, dtype = pick_device(args.device, args.dtype, training=training)
+    if ctx.num_processes > 1 and device == "cuda":
+        from accelerate import PartialState
+
+        device = str(PartialState().device)
+    return device, dtype

@@ -9,34 +9,14 @@ import time
 from pathlib import Path
 
 from ..errors import SamefaceError
-from .common import add_face_options, ensure_folder, expand_images, recognizer_kwargs
-
-
-def pick_device(device: str, dtype: str, *, training: bool = False) -> tuple[str, object]:
-    """('cuda'|'cpu'|..., torch dtype) from the CLI's `auto` defaults, checked.
-
-    `auto` dtype: float32 on the CPU; on a GPU float16 for generation and bfloat16 for
-    training (no loss scaling needed).
-    """
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SamefaceError(
-            f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise SamefaceError(
-            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
-        )
-    if dtype == "auto":
-        dtype = "float32" if dev.type == "cpu" else ("bfloat16" if training else "float16")
-    return device, getattr(torch, dtype)
+from .common import (
+    add_device_options,
+    add_face_options,
+    ensure_folder,
+    expand_images,
+    pick_device,
+    recognizer_kwargs,
+)
 
 
 def config_from_args(config_cls: type, args) -> object:
@@ -259,15 +239,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument(
         "--force", action="store_true", help="train again even if --out holds a finished artifact"
     )
-    p.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
-    )
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "float16", "bfloat16"],
-        help="weight dtype (default: float16 on GPU, float32 on CPU)",
-    )
+    add_device_options(p)
     add_face_options(p, policy_flag="--face-policy")
     p.set_defaults(func=cmd_personalize)
 
@@ -305,11 +277,5 @@ def add_parsers(sub, common) -> None:
         metavar="MODEL",
         help="load this base model instead of the one recorded in the artifact",
     )
-    g.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
-    g.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "float16", "bfloat16"],
-        help="weight dtype",
-    )
+    add_device_options(g)
     g.set_defaults(func=cmd_generate)

@@ -591,14 +591,7 @@ def build_bank_from_photos(
         "photo_errors": photo_errors,
         "ignored_files": ignored,
     }
-    bank = CelebrityBank(
-        names=names,
-        embeddings=np.stack(embs) if embs else np.zeros((0, dim), np.float32),
-        consistency=np.asarray(cons, np.float32),
-        num_faces=np.asarray(counts, np.int64),
-        token_ids=toks,
-        meta=meta,
-    )
+    bank = _assemble_bank(names, embs, cons, counts, toks, meta, dim)
     if out is not None:
         bank.save(out, overwrite=overwrite)
     return bank
@@ -1012,14 +1005,7 @@ def consolidate_bank(
         "num_requested": len(wanted),
         "rejected": rejected,
     }
-    bank = CelebrityBank(
-        names=kept_names,
-        embeddings=np.stack(embs) if embs else np.zeros((0, dim), np.float32),
-        consistency=np.asarray(cons, np.float32),
-        num_faces=np.asarray(counts, np.int64),
-        token_ids=toks,
-        meta=meta,
-    )
+    bank = _assemble_bank(kept_names, embs, cons, counts, toks, meta, dim)
     if save:
         bank.save(out_dir, overwrite=True)
     return bank
@@ -1038,3 +1024,15 @@ __all__ = [
     "name_seed",
     "parse_names",
 ]
+
+
+def _assemble_bank(names, embs, cons, counts, toks, meta, dim) -> CelebrityBank:
+    """A bank from per-name lists (empty lists give an empty bank of the right width)."""
+    return CelebrityBank(
+        names=list(names),
+        embeddings=np.stack(embs) if embs else np.zeros((0, dim), np.float32),
+        consistency=np.asarray(cons, np.float32),
+        num_faces=np.asarray(counts, np.int64),
+        token_ids=toks,
+        meta=meta,
+    )
