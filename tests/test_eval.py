@@ -253,3 +253,22 @@ def test_accelerate_two_processes_match_one(tmp_path, full_run):
     assert not list(out.glob("results.part*.jsonl")) and (out / "report.html").is_file()
     assert len(merged) == len({record_key(r) for r in merged})
     assert _stable(merged) == _stable(read_results(full_run))
+
+
+def test_clip_loads_local_weights_and_never_downloads(tmp_path, monkeypatch, no_network):
+    from sameface.errors import ModelNotFoundError
+    from sameface.eval.clip import ClipScorer
+
+    tiny = tiny_clip(seed=3)
+    tiny.model.save_pretrained(tmp_path / "clip", safe_serialization=True)
+    loaded = ClipScorer.load(tmp_path / "clip")
+    img = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        loaded.image_embeddings([img]), tiny.image_embeddings([img]), atol=1e-5
+    )
+    assert loaded.name == str(tmp_path / "clip")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelNotFoundError, match="hf download"):
+        ClipScorer.load("openai/clip-vit-large-patch14")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        ClipScorer.load(tmp_path / "nope")
