@@ -71,6 +71,11 @@ def cmd_personalize(args) -> int:
     out = ensure_folder(args.out)
     if (out / "artifact.json").exists() and not args.force:
         raise SamefaceError(f"{out} already holds a finished artifact; pass --force to train again")
+    # Resolve the base model's files and family now (cheap: no weights loaded), so a wrong
+    # --base fails before the photos are analysed, and crops match the model's resolution.
+    from ..models import detect_family, resolve_model_source
+
+    native = detect_family(resolve_model_source(args.base)).resolution
     if args.identity:
         identity = Identity.load(args.identity)
     else:
@@ -80,7 +85,12 @@ def cmd_personalize(args) -> int:
             min_face_size=args.min_face_size,
             recognizer_kwargs=recognizer_kwargs(args),
         )
-        identity = Identity.from_images(expand_images(args.faces), analyzer=analyzer, progress=True)
+        identity = Identity.from_images(
+            expand_images(args.faces),
+            analyzer=analyzer,
+            square_size=max(512, native),
+            progress=True,
+        )
     print(identity.summary())
     bank = None
     if getattr(config, "celeb_bank", None):
