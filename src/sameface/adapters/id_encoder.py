@@ -1,0 +1,330 @@
+"""PuLID's ID encoders: face-recognition embedding ⊕ CLIP image features → ID tokens (seed 004).
+
+The seed: "faceid and clip image embeds concatenate and use MLP to map them into 5 tokens"
+(`IDMLPEncoder`). PuLID's released model refines this into an IDFormer (`IDFormer`): the MLP
+tokens join learned query tokens, and these latents cross-attend, one perceiver stage per
+layer, to the CLIP ViT hidden states of several layers (5 layers of EVA02-CLIP-L in PuLID),
+ending in 32 tokens of the UNet's cross-attention width.
+
+Several reference photos of one person (`multi_photo`):
+    "concat" (PuLID's code): every photo's id ⊕ CLIP vector becomes its own MLP tokens, and
+        the photos' ViT tokens are concatenated along the sequence, so the latents attend to
+        all photos at once. IDFormer still returns `num_tokens` tokens; `IDMLPEncoder`
+        returns `num_tokens` per photo (the cross-attention takes any token count).
+    "mean": the photos' id ⊕ CLIP vectors and ViT hidden states are averaged first, so the
+        output is the same size as for one photo.
+
+Inputs take one photo as (B, dim) / (B, L, vit_dim) or P photos as (B, P, dim) /
+(B, P, L, vit_dim). A ViT hidden state given as (B, L, vit_dim) with P > 1 photos is taken
+as already concatenated along the sequence, as PuLID passes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ENCODER_KINDS", "IDEncoderConfig", "IDFormer", "IDMLPEncoder", "build_id_encoder"]
+
+ENCODER_KINDS = ("idformer", "mlp")
+MULTI_PHOTO = ("concat", "mean")
+
+
+@dataclass
+class IDEncoderConfig:
+    """Shape of PuLID's ID encoder (seed 004; defaults = PuLID's released SDXL IDFormer).
+
+    Attributes:
+        kind: "idformer" (PuLID's released encoder) or "mlp" (the paper text's MLP → tokens).
+        id_dim: face-recognition embedding width (512 antelopev2/ArcFace, 128 SFace).
+        clip_dim: CLIP image embedding width (768 for EVA02-CLIP-L-14-336); 0 = no CLIP vector.
+        vit_dim: width of the CLIP ViT hidden states (1024 for EVA02-CLIP-L).
+        num_vit_layers: ViT hidden-state layers the IDFormer reads, one stage each (PuLID: 5).
+        output_dim: ID token width = the UNet's cross_attention_dim (768 SD1.x, 1024 SD2.x,
+            2048 SDXL).
+        num_tokens: ID tokens out (PuLID's released model: 32; the paper text: 5).
+        num_id_tokens: IDFormer tokens made by the MLP from each photo's id ⊕ CLIP vector
+            (PuLID: 5); they join the learned queries and the context of every stage.
+        dim: IDFormer width (PuLID: 1024).
+        depth_per_layer: perceiver blocks per ViT layer (PuLID: 2, i.e. depth 10 over 5 layers).
+        heads: attention heads in the IDFormer (PuLID: 16).
+        dim_head: width per head (PuLID: 64).
+        ff_mult: feed-forward expansion (PuLID: 4).
+        mlp_dim: hidden width of the mapping MLPs (PuLID: 1024).
+        multi_photo: "concat" (PuLID's code) or "mean"; see the module docstring.
+        normalize_clip: L2-normalise the CLIP embedding first (PuLID does).
+        normalize_id: L2-normalise the face-recognition embedding first (PuLID feeds the raw
+            antelopev2 embedding).
+    """
+
+    kind: str = "idformer"
+    id_dim: int = 512
+    clip_dim: int = 768
+    vit_dim: int = 1024
+    num_vit_layers: int = 5
+    output_dim: int = 2048
+    num_tokens: int = 32
+    num_id_tokens: int = 5
+    dim: int = 1024
+    depth_per_layer: int = 2
+    heads: int = 16
+    dim_head: int = 64
+    ff_mult: int = 4
+    mlp_dim: int = 1024
+    multi_photo: str = "concat"
+    normalize_clip: bool = True
+    normalize_id: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENCODER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ENCODER_KINDS)}, got {self.kind!r}")
+        if self.multi_photo not in MULTI_PHOTO:
+            raise ValueError(
+                f"multi_photo must be one of {', '.join(MULTI_PHOTO)}, got {self.multi_photo!r}"
+            )
+        positive = ["id_dim", "output_dim", "num_tokens", "mlp_dim"]
+        if self.kind == "idformer":
+            positive += ["vit_dim", "num_vit_layers", "num_id_tokens", "dim", "depth_per_layer"]
+            positive += ["heads", "dim_head", "ff_mult"]
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.clip_dim, int) or self.clip_dim < 0:
+            raise ValueError(f"clip_dim must be an integer >= 0, got {self.clip_dim!r}")
+
+    @property
+    def cond_dim(self) -> int:
+        """Width of one photo's id ⊕ CLIP vector."""
+        return self.id_dim + self.clip_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IDEncoderConfig:
+        """Build from `to_dict()` output; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ID encoder settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """Linear-LayerNorm-LeakyReLU ×2, then Linear: PuLID's mapping network shape."""
+    return nn.Sequential(
+        nn.Linear(d_in, hidden),
+        nn.LayerNorm(hidden),
+        nn.LeakyReLU(),
+        nn.Linear(hidden, hidden),
+        nn.LayerNorm(hidden),
+        nn.LeakyReLU(),
+        nn.Linear(hidden, d_out),
+    )
+
+
+def _per_photo(x: torch.Tensor, name: str, width: int) -> torch.Tensor:
+    """(B, width) or (B, P, width) -> (B, P, width)."""
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3 or x.shape[-1] != width:
+        raise ValueError(
+            f"{name} must be (B, {width}) or (B, photos, {width}), got {tuple(x.shape)}"
+        )
+    return x
+
+
+def id_condition(
+    cfg: IDEncoderConfig, id_embedding: torch.Tensor, clip_embedding: torch.Tensor | None
+) -> torch.Tensor:
+    """Each photo's id ⊕ (normalised) CLIP vector, (B, P, cond_dim); P = 1 with "mean"."""
+    ids = _per_photo(id_embedding, "id_embedding", cfg.id_dim)
+    if cfg.normalize_id:
+        ids = F.normalize(ids, dim=-1)
+    parts = [ids]
+    if cfg.clip_dim:
+        if clip_embedding is None:
+            raise ValueError(f"this encoder needs a CLIP image embedding (clip_dim={cfg.clip_dim})")
+        clip = _per_photo(clip_embedding, "clip_embedding", cfg.clip_dim)
+        if clip.shape[:2] != ids.shape[:2]:
+            raise ValueError(
+                f"id_embedding has (batch, photos) {tuple(ids.shape[:2])}, "
+                f"clip_embedding {tuple(clip.shape[:2])}"
+            )
+        parts.append(F.normalize(clip, dim=-1) if cfg.normalize_clip else clip)
+    cond = torch.cat([p.to(ids.dtype) for p in parts], dim=-1)
+    return cond.mean(dim=1, keepdim=True) if cfg.multi_photo == "mean" else cond
+
+
+class IDMLPEncoder(nn.Module):
+    """The paper text's encoder: MLP(id ⊕ CLIP) → `num_tokens` ID tokens per photo (seed 004).
+
+    Args:
+        config: an `IDEncoderConfig` (reads id_dim, clip_dim, mlp_dim, num_tokens, output_dim,
+            multi_photo and the normalisation flags).
+    """
+
+    def __init__(self, config: IDEncoderConfig):
+        super().__init__()
+        self.config = config
+        self.mlp = _mlp(config.cond_dim, config.mlp_dim, config.num_tokens * config.output_dim)
+        self.norm_out = nn.LayerNorm(config.output_dim)  # token scale comparable to text tokens
+
+    def forward(
+        self,
+        id_embedding: torch.Tensor,
+        clip_embedding: torch.Tensor | None = None,
+        vit_hidden_states: Any = None,
+    ) -> torch.Tensor:
+        """ID tokens (B, tokens, output_dim); tokens = num_tokens × photos ("concat") or num_tokens.
+
+        Args:
+            id_embedding: (B, id_dim) or (B, photos, id_dim).
+            clip_embedding: (B, clip_dim) or (B, photos, clip_dim); None when clip_dim is 0.
+            vit_hidden_states: unused (accepted so both encoders are called alike).
+        """
+        cond = id_condition(self.config, id_embedding, clip_embedding)
+        b = cond.shape[0]
+        tokens = self.mlp(cond).reshape(b, -1, self.config.output_dim)
+        return self.norm_out(tokens)
+
+
+class _FeedForward(nn.Sequential):
+    def __init__(self, dim: int, mult: int):
+        super().__init__(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, dim * mult, bias=False),
+            nn.GELU(),
+            nn.Linear(dim * mult, dim, bias=False),
+        )
+
+
+class _PerceiverAttention(nn.Module):
+    """Latents attend to [context; latents] (Flamingo's perceiver resampler, as IP-Adapter-Plus
+    and PuLID's IDFormer use): the latents read the ViT tokens and each other in one step."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head = heads, dim_head
+        self.norm_context = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, latents: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, n, _ = latents.shape
+        lat = self.norm_latents(latents)
+        kv_in = torch.cat([self.norm_context(context), lat], dim=1)
+        q = self.to_q(lat).view(b, n, self.heads, self.dim_head).transpose(1, 2)
+        k, v = self.to_kv(kv_in).chunk(2, dim=-1)
+        k = k.view(b, -1, self.heads, self.dim_head).transpose(1, 2)
+        v = v.view(b, -1, self.heads, self.dim_head).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class _PerceiverBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dim_head: int, ff_mult: int):
+        super().__init__()
+        self.attn = _PerceiverAttention(dim, heads, dim_head)
+        self.ff = _FeedForward(dim, ff_mult)
+
+    def forward(self, latents: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        latents = latents + self.attn(latents, context)
+        return latents + self.ff(latents)
+
+
+class IDFormer(nn.Module):
+    """PuLID's IDFormer: ID tokens from id ⊕ CLIP vectors and multi-layer CLIP ViT features.
+
+    1. MLP(id ⊕ normalised CLIP embedding) → `num_id_tokens` tokens per photo.
+    2. Latents = [`num_tokens` learned queries; those ID tokens].
+    3. For each selected ViT layer i: context = [ID tokens; MLP_i(hidden_i)], and
+       `depth_per_layer` perceiver blocks (latents attend to context and themselves, then FFN).
+    4. The first `num_tokens` latents → Linear → LayerNorm → (B, num_tokens, output_dim).
+
+    Args:
+        config: an `IDEncoderConfig` with kind "idformer".
+    """
+
+    def __init__(self, config: IDEncoderConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.queries = nn.Parameter(torch.randn(1, c.num_tokens, c.dim) * c.dim**-0.5)
+        self.id_mlp = _mlp(c.cond_dim, c.mlp_dim, c.num_id_tokens * c.dim)
+        self.vit_maps = nn.ModuleList(
+            _mlp(c.vit_dim, c.mlp_dim, c.dim) for _ in range(c.num_vit_layers)
+        )
+        self.stages = nn.ModuleList(
+            nn.ModuleList(
+                _PerceiverBlock(c.dim, c.heads, c.dim_head, c.ff_mult)
+                for _ in range(c.depth_per_layer)
+            )
+            for _ in range(c.num_vit_layers)
+        )
+        self.proj_out = nn.Linear(c.dim, c.output_dim)
+        self.norm_out = nn.LayerNorm(c.output_dim)  # token scale comparable to text tokens
+
+    def _vit_tokens(self, hidden: torch.Tensor, batch: int, photos: int) -> torch.Tensor:
+        """(B, L, D) or (B, P, L, D) -> (B, L', D): photos concatenated or averaged."""
+        d = self.config.vit_dim
+        if hidden.ndim == 4:
+            if hidden.shape[:2] != (batch, photos) or hidden.shape[-1] != d:
+                raise ValueError(
+                    f"ViT hidden states must be (B={batch}, photos={photos}, L, {d}), "
+                    f"got {tuple(hidden.shape)}"
+                )
+            if self.config.multi_photo == "mean":
+                return hidden.mean(dim=1)
+            return hidden.reshape(batch, -1, d)
+        if hidden.ndim != 3 or hidden.shape[0] != batch or hidden.shape[-1] != d:
+            raise ValueError(
+                f"ViT hidden states must be (B={batch}, L, {d}), got {tuple(hidden.shape)}"
+            )
+        return hidden
+
+    def forward(
+        self,
+        id_embedding: torch.Tensor,
+        clip_embedding: torch.Tensor | None,
+        vit_hidden_states: list[torch.Tensor] | tuple[torch.Tensor, ...],
+    ) -> torch.Tensor:
+        """ID tokens (B, num_tokens, output_dim), whatever the number of photos.
+
+        Args:
+            id_embedding: (B, id_dim) or (B, photos, id_dim).
+            clip_embedding: (B, clip_dim) or (B, photos, clip_dim); None when clip_dim is 0.
+            vit_hidden_states: `num_vit_layers` tensors, each (B, L, vit_dim) or
+                (B, photos, L, vit_dim).
+        """
+        c = self.config
+        if len(vit_hidden_states) != c.num_vit_layers:
+            raise ValueError(
+                f"expected {c.num_vit_layers} ViT hidden states, got {len(vit_hidden_states)}"
+            )
+        photos = 1 if id_embedding.ndim == 2 else id_embedding.shape[1]
+        cond = id_condition(c, id_embedding, clip_embedding)
+        b = cond.shape[0]
+        id_tokens = self.id_mlp(cond).reshape(b, -1, c.dim)
+        latents = torch.cat([self.queries.expand(b, -1, -1).to(id_tokens.dtype), id_tokens], dim=1)
+        for vit_map, blocks, hidden in zip(
+            self.vit_maps, self.stages, vit_hidden_states, strict=True
+        ):
+            vit = vit_map(self._vit_tokens(hidden, b, photos).to(id_tokens.dtype))
+            context = torch.cat([id_tokens, vit], dim=1)
+            for block in blocks:
+                latents = block(latents, context)
+        return self.norm_out(self.proj_out(latents[:, : c.num_tokens]))
+
+
+def build_id_encoder(config: IDEncoderConfig) -> IDFormer | IDMLPEncoder:
+    """The encoder `config.kind` names, with fresh random weights (CPU, float32)."""
+    return IDFormer(config) if config.kind == "idformer" else IDMLPEncoder(config)
