@@ -23,6 +23,7 @@ from sameface.adapters import (
 )
 from sameface.errors import ArtifactError, SamefaceError
 from sameface.faces.parsing import LUMA_601, parsed_face, parsed_face_tensor
+from sameface.losses import align_layout_loss, align_semantic_loss, alignment_loss
 from sameface.models import tiny_base_model
 from sameface.models.text import encode_prompts
 
@@ -240,23 +241,6 @@ def test_checkpoint_round_trip(tmp_path):
         loaded.load(tmp_path / "missing.safetensors")
 
 
-def _layout_loss(rec_tid, rec_t, names):
-    """L_align-layout = ‖Q_tid − Q_t‖ (seed 004), averaged over layers."""
-    return sum((rec_tid[n].query - rec_t[n].query).square().mean() for n in names) / len(names)
-
-
-def _sem_loss(rec_tid, rec_t, names):
-    """L_align-sem = ‖Softmax(K Q_tidᵀ/√d) Q_tid − Softmax(K Q_tᵀ/√d) Q_t‖ (seed 004)."""
-
-    def response(r):
-        w = (r.key @ r.query.transpose(-1, -2) / r.query.shape[-1] ** 0.5).softmax(-1)
-        return w @ r.query  # (B, heads, L_txt, d): each text token's UNet-feature response
-
-    return sum((response(rec_tid[n]) - response(rec_t[n])).square().mean() for n in names) / len(
-        names
-    )
-
-
 def test_recorder_captures_what_the_alignment_losses_need(setup):
     adapter = install_id_adapter(setup.unet, setup.width)
     rec_t: dict[str, CrossAttnRecord] = {}
@@ -277,10 +261,12 @@ def test_recorder_captures_what_the_alignment_losses_need(setup):
     first, last = next(iter(rec_t)), list(rec_t)[-1]
     assert torch.equal(rec_tid[first].query, rec_t[first].query)  # nothing before it sees the ID
     assert not torch.allclose(rec_tid[last].query, rec_t[last].query)
-    loss = _layout_loss(rec_tid, rec_t, adapter.layer_names) + _sem_loss(
-        rec_tid, rec_t, adapter.layer_names
-    )
-    assert loss > 0
+    layout = align_layout_loss(rec_tid, rec_t)
+    sem = align_semantic_loss(rec_tid, rec_t, adapter.layer_names)
+    assert layout > 0 and sem > 0
+    loss = alignment_loss(rec_tid, rec_t, lambda_sem=1.0, lambda_layout=1.0)
+    assert torch.allclose(loss, layout + sem)
+    assert align_layout_loss(rec_t, rec_t) == 0  # the prompt-only path against itself
     loss.backward()
     grads = [p.grad for p in adapter.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)

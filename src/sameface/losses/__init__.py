@@ -1,5 +1,13 @@
 """Loss functions: pure functions of tensors (no modules, no state)."""
 
+from .alignment import align_layout_loss, align_semantic_loss, alignment_loss
 from .diffusion import diffusion_target, l_simple, sample_timesteps
 
-__all__ = ["diffusion_target", "l_simple", "sample_timesteps"]
+__all__ = [
+    "align_layout_loss",
+    "align_semantic_loss",
+    "alignment_loss",
+    "diffusion_target",
+    "l_simple",
+    "sample_timesteps",
+]
