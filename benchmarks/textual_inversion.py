@@ -54,7 +54,9 @@ def run_reference(args) -> dict:
 
     base = _base(args)
     if base.is_sdxl:
-        raise SystemExit("the diffusers example compared here is the SD1.x/SD2.x one; use --family sd1 or sd2")
+        raise SystemExit(
+            "the diffusers example compared here is the SD1.x/SD2.x one; use --family sd1 or sd2"
+        )
     tok, te, unet, vae = base.tokenizer, base.text_encoder, base.unet, base.vae
     weight_dtype = next(unet.parameters()).dtype
     # The example adds the placeholder tokens and initialises them from an initializer token.
@@ -73,29 +75,44 @@ def run_reference(args) -> dict:
     te.to(dtype=torch.float32)  # the example keeps the text encoder in fp32
     te.train()
     orig = emb.weight.detach().clone()
-    optimizer = torch.optim.AdamW(emb.parameters(), lr=5e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    optimizer = torch.optim.AdamW(
+        emb.parameters(), lr=5e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8
+    )
     sched = DDPMScheduler.from_config(base.scheduler.config)
     keep = torch.ones(len(tok), dtype=torch.bool)
     keep[ids] = False
     g = torch.Generator().manual_seed(0)
     pixels = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=g) * 2 - 1
-    input_ids = tok(["a photo of <id> <id>_1"] * args.batch, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    input_ids = tok(
+        ["a photo of <id> <id>_1"] * args.batch,
+        padding="max_length",
+        max_length=77,
+        return_tensors="pt",
+    ).input_ids
 
     times = []
     for _ in range(1 + args.steps):
         t0 = time.perf_counter()
-        latents = vae.encode(pixels.to(weight_dtype)).latent_dist.sample(g).detach() * vae.config.scaling_factor
+        latents = (
+            vae.encode(pixels.to(weight_dtype)).latent_dist.sample(g).detach()
+            * vae.config.scaling_factor
+        )
         noise = torch.randn(latents.shape, generator=g, dtype=latents.dtype)
         t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=g)
         noisy = sched.add_noise(latents, noise, t)
         hidden = te(input_ids)[0].to(dtype=weight_dtype)
         pred = unet(noisy, t, hidden).sample
-        target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(latents, noise, t)
+        target = (
+            noise
+            if sched.config.prediction_type == "epsilon"
+            else sched.get_velocity(latents, noise, t)
+        )
         loss = F.mse_loss(pred.float(), target.float(), reduction="mean")
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        with torch.no_grad():  # "make sure we don't update any embedding weights besides the new ones"
+        # The example then restores every row but the new tokens'.
+        with torch.no_grad():
             emb.weight[keep] = orig[keep]
         times.append(time.perf_counter() - t0)
     return {"step_s": statistics.median(times[1:]), "all_step_s": times}
@@ -109,7 +126,9 @@ def run_sameface(args) -> dict:
     from sameface.methods.textual_inversion import TextualInversionConfig, personalize
 
     rng = np.random.default_rng(0)
-    squares = rng.integers(0, 256, (args.batch, args.resolution, args.resolution, 3), dtype=np.uint8)
+    squares = rng.integers(
+        0, 256, (args.batch, args.resolution, args.resolution, 3), dtype=np.uint8
+    )
     ident = Identity(
         aligned=np.zeros((args.batch, 112, 112, 3), np.uint8),
         squares=squares,
@@ -124,7 +143,12 @@ def run_sameface(args) -> dict:
 
     def timed(steps: int) -> float:
         cfg = TextualInversionConfig(
-            steps=steps, init="face", resolution=args.resolution, batch_size=args.batch, flip_prob=0.0, checkpoint_every=0
+            steps=steps,
+            init="face",
+            resolution=args.resolution,
+            batch_size=args.batch,
+            flip_prob=0.0,
+            checkpoint_every=0,
         )
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
@@ -135,7 +159,9 @@ def run_sameface(args) -> dict:
     pairs = [(timed(1), timed(1 + args.steps)) for _ in range(args.repeats)]
     per_step = [(long - short) / args.steps for short, long in pairs]
     with tempfile.TemporaryDirectory() as d:
-        cfg = TextualInversionConfig(steps=1, init="face", resolution=args.resolution, checkpoint_every=0)
+        cfg = TextualInversionConfig(
+            steps=1, init="face", resolution=args.resolution, checkpoint_every=0
+        )
         personalize(ident, base, cfg, d, progress=False)
         size = (Path(d) / "learned_embeds.safetensors").stat().st_size
     return {"step_s": statistics.median(per_step), "all_step_s": per_step, "artifact_bytes": size}
@@ -152,7 +178,11 @@ def child(args) -> None:
 
 def spawn(side: str, argv: list[str]) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "--side", side, *argv], capture_output=True, text=True, cwd=REPO, env=os.environ | {"OPENCV_LOG_LEVEL": "ERROR"}
+        [sys.executable, __file__, "--side", side, *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ | {"OPENCV_LOG_LEVEL": "ERROR"},
     )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -189,10 +219,18 @@ def main() -> int:
         print(json.dumps(summary, indent=2))
         return 0
     s = summary["setting"]
-    print(f"textual inversion step: {s['family']} real config, {s['resolution']} px, batch {s['batch']}, {s['dtype']}, {s['threads']} threads")
-    print(f"  diffusers example step : {ref['step_s']:7.2f} s   peak RSS {ref['peak_rss_mb']:7.0f} MB")
-    print(f"  sameface step          : {ours['step_s']:7.2f} s   peak RSS {ours['peak_rss_mb']:7.0f} MB")
-    print(f"  ratio sameface / diffusers: time {summary['time_ratio']:.2f}, peak memory {summary['memory_ratio']:.2f}")
+    print(
+        f"textual inversion step: {s['family']} real config, {s['resolution']} px, batch {s['batch']}, {s['dtype']}, {s['threads']} threads"
+    )
+    print(
+        f"  diffusers example step : {ref['step_s']:7.2f} s   peak RSS {ref['peak_rss_mb']:7.0f} MB"
+    )
+    print(
+        f"  sameface step          : {ours['step_s']:7.2f} s   peak RSS {ours['peak_rss_mb']:7.0f} MB"
+    )
+    print(
+        f"  ratio sameface / diffusers: time {summary['time_ratio']:.2f}, peak memory {summary['memory_ratio']:.2f}"
+    )
     print(f"  artifact: {ours['artifact_bytes']} bytes ({ours['artifact_bytes'] / 1024:.1f} KB)")
     return 0
 
