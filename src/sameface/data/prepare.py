@@ -1,0 +1,277 @@
+"""Dataset preparation for the encoder methods (FeedFace, PuLID, DreamIdentity).
+
+FeedFace's recipe (seed 002, §data): drop images with several faces, caption, detect the
+face, expand the box 1.1×, square-crop, make a face mask. Each kept image becomes a sample:
+
+    out/index.jsonl                  one JSON line per sample (file names, caption, source,
+                                     landmarks in the crop, detector score)
+    out/crops/NNNNNNN.png            the square training image at `resolution`
+    out/aligned/NNNNNNN.png          the 112×112 ArcFace-aligned face (ID encoders, ID loss)
+    out/masks/NNNNNNN.png            the face mask in the crop's frame (255 = face)
+    out/embeddings/NNNNNNN.safetensors  the face embedding of the preparing recogniser
+    out/prepare.json                 settings and counts (kept, and why others were dropped)
+
+Captions come from a sidecar `<image stem>.txt`, else a `captions.jsonl` in the source
+folder ({"file": ..., "caption": ...}), else `default_caption`. Preparation is resumable:
+a sample is written completely (its index line last) before the next starts, and a rerun
+skips sources already in the index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SamefaceError
+from ..fileio import write_json_atomic, write_with
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+INDEX = "index.jsonl"
+
+
+@dataclass
+class PrepareSettings:
+    """How samples are cut.
+
+    Attributes:
+        resolution: side of the square training crop in pixels.
+        expand: box expansion before squaring (FeedFace: 1.1; portrait datasets with more
+            context use 1.5-2.5).
+        min_face_size: smaller faces are dropped (pixels, shorter box side).
+        min_score: faces the detector is less sure of are dropped.
+        default_caption: caption when no sidecar or captions.jsonl gives one.
+    """
+
+    resolution: int = 512
+    expand: float = 1.1
+    min_face_size: float = 64.0
+    min_score: float = 0.8
+    default_caption: str = "a photo of a person"
+
+    def __post_init__(self) -> None:
+        if self.resolution < 64 or self.resolution % 8:
+            raise ValueError(
+                f"resolution must be a multiple of 8 and at least 64, got {self.resolution}"
+            )
+        if not self.expand >= 1.0:
+            raise ValueError(f"expand must be >= 1, got {self.expand}")
+
+
+def list_images(src: Path) -> list[Path]:
+    """Image files under `src`, recursively, in a stable order."""
+    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_captions(src: Path) -> dict[str, str]:
+    """Captions from `captions.jsonl` in the source folder (relative file -> caption)."""
+    path = src / "captions.jsonl"
+    out: dict[str, str] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            isinstance(rec, dict)
+            and isinstance(rec.get("file"), str)
+            and isinstance(rec.get("caption"), str)
+        ):
+            out[rec["file"]] = rec["caption"]
+    return out
+
+
+def caption_for(image: Path, src: Path, captions: dict[str, str], default: str) -> str:
+    side = image.with_suffix(".txt")
+    if side.is_file():
+        text = side.read_text(encoding="utf-8", errors="replace").strip()
+        if text:
+            return text
+    return captions.get(str(image.relative_to(src)), captions.get(image.name, default))
+
+
+def read_index(out: Path) -> list[dict]:
+    """The prepared samples (a line cut short by a killed run is ignored)."""
+    path = out / INDEX
+    if not path.is_file():
+        return []
+    samples = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            samples.append(rec)
+    return samples
+
+
+def prepare_face_dataset(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    analyzer: Any,
+    settings: PrepareSettings | None = None,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Prepare every image under `src` into training samples in `out`.
+
+    Args:
+        src: folder of images (searched recursively), with optional captions.
+        out: dataset folder (created; a rerun continues where it stopped).
+        analyzer: `FaceAnalyzer` (its recogniser makes the stored embeddings).
+        settings: cutting settings.
+        progress: show a progress bar.
+
+    Returns:
+        Counts: kept, and dropped per reason.
+    """
+    from tqdm.auto import tqdm
+
+    from ..faces import align_face, landmark_mask, square_crop
+    from ..imageio import save_image_atomic
+
+    cfg = settings or PrepareSettings()
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise SamefaceError(f"{src}: not a folder of images")
+    out.mkdir(parents=True, exist_ok=True)
+    done = {rec["source"] for rec in read_index(out)}
+    dropped_log = out / "dropped.jsonl"
+    if dropped_log.is_file():
+        for line in dropped_log.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(json.loads(line)["source"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    captions = load_captions(src)
+    images = list_images(src)
+    counts: Counter = Counter()
+    next_id = len(read_index(out))
+    for path in tqdm(images, desc="prepare", unit="image", disable=None if progress else True):
+        rel = str(path.relative_to(src))
+        if rel in done:
+            continue
+        reason, res = _check(analyzer, path, cfg)
+        if reason:
+            counts[reason] += 1
+            _append(dropped_log, {"source": rel, "reason": reason})
+            continue
+        face = res.faces[0]
+        crop, box = square_crop(res.image, face.bbox, expand=cfg.expand, size=cfg.resolution)
+        scale = cfg.resolution / (box[2] - box[0])
+        lm_crop = (np.asarray(face.landmarks) - np.array(box[:2])) * scale
+        full_mask = landmark_mask(res.image.shape[:2], face)
+        mask, _ = square_crop(
+            full_mask, face.bbox, expand=cfg.expand, size=cfg.resolution, pad_value=0
+        )
+        sid = f"{next_id:07d}"
+        save_image_atomic(crop, out / "crops" / f"{sid}.png")
+        save_image_atomic(
+            align_face(res.image, face.landmarks, 112), out / "aligned" / f"{sid}.png"
+        )
+        save_image_atomic(
+            np.where(mask >= 128, 255, 0).astype(np.uint8), out / "masks" / f"{sid}.png"
+        )
+        _save_embedding(out / "embeddings" / f"{sid}.safetensors", res.embedding)
+        _append(
+            out / INDEX,
+            {
+                "id": sid,
+                "source": rel,
+                "caption": caption_for(path, src, captions, cfg.default_caption),
+                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lm_crop],
+                "score": round(float(face.score), 4),
+            },
+        )
+        next_id += 1
+        counts["kept"] += 1
+    summary = {
+        "settings": cfg.__dict__,
+        "recognizer": analyzer.recognizer.describe(),
+        "samples": len(read_index(out)),
+        "this_run": dict(counts),
+    }
+    write_json_atomic(out / "prepare.json", summary)
+    return summary
+
+
+def _check(analyzer: Any, path: Path, cfg: PrepareSettings) -> tuple[str | None, Any]:
+    """Why an image is dropped (None if kept), and its analysis."""
+    try:
+        res = analyzer.analyze(path)
+    except SamefaceError:
+        return "unreadable", None
+    if not res.faces:
+        return "no face", res
+    if len(res.faces) > 1:
+        return "several faces", res  # FeedFace drops multi-face images
+    face = res.faces[0]
+    if min(face.width, face.height) < cfg.min_face_size or res.embedding is None:
+        return "face too small", res
+    if face.score < cfg.min_score:
+        return "uncertain face", res
+    return None, res
+
+
+def _save_embedding(path: Path, emb: np.ndarray) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {"embedding": np.ascontiguousarray(emb, np.float32)}
+    write_with(path, lambda p: save_file(tensors, str(p)))
+
+
+def _append(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        if f.tell() > 0:  # a killed run may have left half a line
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class FaceDataset:
+    """Prepared samples as arrays: crop (R,R,3) uint8, aligned (112,112,3), mask (R,R), embedding, caption.
+
+    A plain sequence (`len`, indexing), so it works as a `torch.utils.data.Dataset`.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.samples = read_index(self.folder)
+        if not self.samples:
+            raise SamefaceError(
+                f"{self.folder}: no prepared samples (run `sameface data prepare` first)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        from safetensors.numpy import load_file
+
+        from ..imageio import load_image
+
+        rec = self.samples[i]
+        sid = rec["id"]
+        mask = load_image(self.folder / "masks" / f"{sid}.png")[:, :, 0]
+        return {
+            "crop": load_image(self.folder / "crops" / f"{sid}.png"),
+            "aligned": load_image(self.folder / "aligned" / f"{sid}.png"),
+            "mask": mask,
+            "embedding": load_file(str(self.folder / "embeddings" / f"{sid}.safetensors"))[
+                "embedding"
+            ],
+            "caption": rec["caption"],
+            "landmarks": np.asarray(rec["landmarks"], np.float32),
+        }
