@@ -3,7 +3,7 @@
 Every expected failure (bad image, no face, missing model) prints one line on stderr and
 exits non-zero; tracebacks appear only for real bugs, and only with --debug. Each module
 here adds its sub-commands: `faces` (inspect, identity), `methods` (personalize,
-generate), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data).
+generate), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, celebs, data, faces, methods
+    from . import bench, celebs, data, faces, methods, train
 
     parser = argparse.ArgumentParser(
         prog="sameface",
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     celebs.add_parsers(sub, common)
     bench.add_parsers(sub, common)
     data.add_parsers(sub, common)
+    train.add_parsers(sub, common)
     return parser
 
 

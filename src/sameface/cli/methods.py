@@ -40,6 +40,7 @@ def config_from_args(config_cls: type, args) -> object:
 
         values[key.strip().replace("-", "_")] = yaml.safe_load(raw)
     named = {
+        "stage": getattr(args, "stage", None),
         "init": args.init,
         "reparam_base": args.reparam_base,
         "steps": args.steps,
@@ -48,6 +49,7 @@ def config_from_args(config_cls: type, args) -> object:
         "resolution": args.resolution,
         "mixed_precision": args.mixed_precision,
         "celeb_bank": args.celeb_bank,
+        "adapter": getattr(args, "adapter", None),
     }
     fields = {f.name for f in dataclasses.fields(config_cls)}
     values |= {k: v for k, v in named.items() if v is not None and k in fields}
@@ -135,17 +137,26 @@ def cmd_generate(args) -> int:
     from ..methods import artifact_method, get_method
     from ..models import load_base_model
 
+    out = ensure_folder(args.out)
+    device, dtype = pick_device(args.device, args.dtype)
+    base = None
+    if args.base:
+        base = load_base_model(args.base, device=device, dtype=dtype)
+    if args.faces:  # encoder methods: encode the photos now (cached under OUT/identity-artifact)
+        args.identity = _encode_faces(args, out, base, device, dtype)
+    elif not args.identity:
+        raise ValueError(
+            "give --identity DIR (a personalised identity), or --method M --adapter DIR --face IMAGE..."
+        )
     name = artifact_method(args.identity)
     if name is None:
         raise SamefaceError(
             f"{args.identity}: not a personalised identity (no artifact.json); run `sameface personalize` first"
         )
     method = get_method(name)
-    out = ensure_folder(args.out)
-    device, dtype = pick_device(args.device, args.dtype)
-    base = None
-    if args.base:
-        base = load_base_model(args.base, device=device, dtype=dtype)
+    extra = {"id_scale": args.id_scale} if args.id_scale is not None else {}
+    if args.steps is not None:
+        extra["num_inference_steps"] = args.steps
     with method.pipeline_cls.from_artifact(args.identity, base, device=device, dtype=dtype) as pipe:
         records = []
         for prompt in args.prompts:
@@ -154,8 +165,8 @@ def cmd_generate(args) -> int:
                 result = pipe(
                     prompt,
                     negative_prompt=args.negative_prompt,
-                    num_inference_steps=args.steps,
                     guidance_scale=args.guidance_scale,
+                    **extra,
                     generator=torch.Generator(device="cpu").manual_seed(seed),
                     height=args.height,
                     width=args.width,
@@ -177,8 +188,41 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _encode_faces(args, out: Path, base, device, dtype) -> Path:
+    """Personalise an encoder method from photos into OUT/identity-artifact; returns that folder."""
+    from ..faces import FaceAnalyzer
+    from ..identity import Identity
+    from ..methods import get_method
+    from ..models import load_base_model
+
+    if not args.method or not args.adapter:
+        raise ValueError(
+            "--face needs --method (an encoder method, e.g. pulid) and --adapter DIR (its trained weights)"
+        )
+    method = get_method(args.method)
+    if method.kind != "encoder":
+        raise ValueError(
+            f"{method.name} is trained per identity: run `sameface personalize` first, then --identity"
+        )
+    analyzer = FaceAnalyzer(args.recognizer, recognizer_kwargs=recognizer_kwargs(args))
+    identity = Identity.from_images(expand_images(args.faces), analyzer=analyzer, progress=True)
+    if base is None:
+        from ..methods.pulid.model import read_meta
+
+        spec = read_meta(args.adapter).get("base")
+        if not spec:
+            raise SamefaceError(f"{args.adapter}: records no base model; pass --base")
+        base = load_base_model(spec, device=device, dtype=dtype)
+    folder = out / "identity-artifact"
+    config = method.config_cls(adapter=str(Path(args.adapter).resolve()))
+    method.personalize(identity, base, config, folder, base_spec=base.source)
+    return folder
+
+
 def add_parsers(sub, common) -> None:
     """Add `personalize` and `generate` to the sub-command parser."""
+    import argparse
+
     from ..methods import available_methods
 
     p = sub.add_parser(
@@ -229,6 +273,11 @@ def add_parsers(sub, common) -> None:
     )
     p.add_argument("--steps", type=int, help="optimisation steps (textual inversion: 400)")
     p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="encoder methods (pulid): the trained weights folder (`sameface train`)",
+    )
     p.add_argument("--resolution", type=int, help="training resolution (default: the base model's)")
     p.add_argument("--seed", type=int, help="RNG seed")
     p.add_argument(
@@ -260,8 +309,28 @@ def add_parsers(sub, common) -> None:
         description='Generate images from prompts that name the person with the placeholder, e.g. "a photo of <id> as a chef".',
     )
     g.add_argument("prompts", nargs="+", metavar="PROMPT", help="prompts naming the person as <id>")
+    g.add_argument("--identity", metavar="DIR", help="the `personalize` output folder")
     g.add_argument(
-        "--identity", required=True, metavar="DIR", help="the `personalize` output folder"
+        "--face",
+        dest="faces",
+        nargs="+",
+        metavar="IMAGE",
+        help="encoder methods: photos of the person (with --method and --adapter; put the prompts before --face)",
+    )
+    g.add_argument("--method", help="encoder method for --face, e.g. pulid")
+    g.add_argument(
+        "--adapter", metavar="DIR", help="encoder methods: the trained weights (`sameface train`)"
+    )
+    g.add_argument(
+        "--id-scale",
+        type=float,
+        help="encoder methods: strength of the identity (PuLID default 0.8)",
+    )
+    g.add_argument(
+        "--recognizer",
+        default="sface",
+        choices=["sface", "dlib", "insightface"],
+        help=argparse.SUPPRESS,
     )
     g.add_argument("--out", required=True, metavar="DIR", help="where to write the images")
     g.add_argument(
@@ -272,7 +341,11 @@ def add_parsers(sub, common) -> None:
         help="images per prompt (default 4; seeds SEED, SEED+1, ...)",
     )
     g.add_argument("--negative-prompt", default=None, help="what to steer away from")
-    g.add_argument("--steps", type=_positive, default=50, help="sampling steps (default 50, DDIM)")
+    g.add_argument(
+        "--steps",
+        type=_positive,
+        help="sampling steps (default: the method's; textual inversion 50 DDIM, PuLID 30)",
+    )
     g.add_argument(
         "--guidance-scale",
         type=float,

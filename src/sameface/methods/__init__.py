@@ -16,6 +16,7 @@ from pathlib import Path
 from .spec import GenerationOutput, MethodSpec
 
 METHOD_PACKAGES = {
+    "pulid": "sameface.methods.pulid",
     "textual-inversion": "sameface.methods.textual_inversion",
 }
 """Registered method names -> the package defining `METHOD`."""

@@ -132,7 +132,9 @@ class TextualInversionPipeline:
         size = self.base.resolution
         out = self.pipe(
             prompt=prompts,
-            negative_prompt=negative_prompt,
+            negative_prompt=[negative_prompt] * len(prompts)
+            if isinstance(negative_prompt, str)
+            else negative_prompt,
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale
             if guidance_scale is not None

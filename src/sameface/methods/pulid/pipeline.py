@@ -1,0 +1,210 @@
+"""Generate with PuLID: the base model's own pipeline, ID tokens through the adapter (seed 004).
+
+PuLID conditions the identity through the decoupled ID cross-attention, not the text: the
+prompt's `<id>` becomes a plain subject ("a person") for the text encoder, and the identity
+arrives as ID tokens in every cross-attention layer:
+
+    out = Attn(Q, K_txt, V_txt) + id_scale · Attn(Q, K_id, V_id)
+
+Classifier-free guidance: diffusers batches the negative (unconditional) half first,
+`torch.cat([negative_prompt_embeds, prompt_embeds])`, so the ID tokens go in the same order,
+`torch.cat([uncond_tokens, cond_tokens])` (PuLID: `torch.cat((uncond_id_embedding,
+id_embedding))`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...adapters.attention import IDAdapter
+from ...errors import ArtifactError
+from ..spec import GenerationOutput
+from .artifact import load_tokens
+from .model import ADAPTER_FILE, read_meta
+
+DEFAULT_SUBJECT = "a person"
+
+
+class PuLIDPipeline:
+    """Inference with a PuLID artifact on its base model.
+
+    Installs the trained ID adapter in the base UNet (weights untouched; `close()` or leaving
+    the `with` block restores the original attention processors) and generates with the
+    base model's own diffusers pipeline and scheduler.
+
+    Args:
+        base: the `BaseModel` the PuLID model was trained for.
+        cond: (1, N, D) ID tokens of the identity.
+        uncond: (1, N, D) unconditional ID tokens.
+        adapter_folder: the trained PuLID folder (its `adapter.safetensors` is loaded).
+        meta: the artifact's `artifact.json`.
+        placeholder: the word prompts name the person with.
+        subject: what the text encoder reads in its place (PuLID's prompts say e.g.
+            "portrait, a man"; the identity itself comes through the adapter).
+    """
+
+    def __init__(
+        self,
+        base: Any,
+        cond: torch.Tensor,
+        uncond: torch.Tensor,
+        adapter_folder: str | os.PathLike,
+        meta: dict | None = None,
+        *,
+        placeholder: str = "<id>",
+        subject: str = DEFAULT_SUBJECT,
+    ):
+        meta = meta or {}
+        if meta.get("family") not in (None, base.family):
+            raise ArtifactError(
+                f"artifact was made for a {meta['family']} base model but this one is {base.family}"
+            )
+        cross = int(base.unet.config.cross_attention_dim)
+        if cond.shape[-1] != cross:
+            raise ArtifactError(
+                f"ID tokens are {cond.shape[-1]}-d but the UNet's cross-attention width is {cross}: "
+                "wrong base model?"
+            )
+        pulid_meta = read_meta(adapter_folder)
+        want = meta.get("adapter_save_id")
+        if want and pulid_meta.get("save_id") != want:
+            raise ArtifactError(
+                f"{adapter_folder} was saved again after this identity was encoded (its tokens "
+                "belong to the earlier model); run personalize again"
+            )
+        self.base, self.meta = base, meta
+        self.placeholder, self.subject = placeholder, subject
+        self.id_scale = float(meta.get("id_scale", 0.8))
+        self.cond = cond.to(base.device)
+        self.uncond = uncond.to(base.device)
+        adapter = IDAdapter(base.unet, cross, init="zero_v")  # weights come from the file
+        adapter.load(Path(adapter_folder) / ADAPTER_FILE)
+        self.adapter = adapter.install()
+        self.pipe = base.as_pipeline()
+        self.pipe.set_progress_bar_config(disable=None)
+
+    @classmethod
+    def from_artifact(
+        cls,
+        folder: str | os.PathLike,
+        base: Any = None,
+        *,
+        device: str = "cpu",
+        dtype: Any = None,
+        local_files_only: bool | None = None,
+    ) -> PuLIDPipeline:
+        """Load an artifact folder (`personalize` output), and its base model unless given.
+
+        Args:
+            folder: the artifact folder.
+            base: a loaded `BaseModel`; default loads the one recorded in the artifact.
+            device: where to run.
+            dtype: weight dtype of a loaded base model (default float32).
+            local_files_only: passed to `load_base_model` (None: offline).
+
+        Raises:
+            ArtifactError: the artifact or its trained PuLID folder is missing or does not fit.
+        """
+        cond, uncond, meta = load_tokens(folder)
+        if base is None:
+            from ...models import load_base_model
+
+            base = load_base_model(
+                meta["base"], dtype=dtype, device=device, local_files_only=local_files_only
+            )
+        return cls(base, cond, uncond, meta["adapter"], meta)
+
+    def _do_cfg(self, guidance_scale: float) -> bool:
+        # diffusers' rule: CFG when the scale is > 1, except for guidance-distilled UNets.
+        return guidance_scale > 1 and self.base.unet.config.get("time_cond_proj_dim") is None
+
+    def text(self, prompt: str) -> str:
+        """The prompt as the text encoder reads it: the placeholder becomes the subject."""
+        return prompt.replace(self.placeholder, self.subject)
+
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: float | None = None,
+        generator: Any = None,
+        num_images_per_prompt: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        output_type: str = "pil",
+        id_scale: float | None = None,
+    ) -> GenerationOutput:
+        """Generate images of the identity.
+
+        Args:
+            prompt: prompt(s); `<id>` marks the person and is read as "a person" by the text
+                encoder (the identity comes through the ID adapter, whatever the text says).
+            negative_prompt: what to steer away from.
+            num_inference_steps: sampler steps (the base model's scheduler).
+            guidance_scale: classifier-free guidance scale; default as diffusers (7.5, SDXL 5.0).
+            generator: `torch.Generator` (or one per image) for reproducible images.
+            num_images_per_prompt: images per prompt.
+            height, width: image size; default the base model's resolution.
+            output_type: "pil" or "np".
+            id_scale: weight of the ID attention; default the artifact's (PuLID's demo: 0.8);
+                0 gives the base model's images exactly.
+        """
+        if num_inference_steps < 1 or num_images_per_prompt < 1:
+            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
+        for side in (height, width):
+            if side is not None and (side < 8 or side % 8):
+                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
+        scale = self.id_scale if id_scale is None else float(id_scale)
+        if not scale >= 0:
+            raise ValueError(f"id_scale must be >= 0, got {id_scale}")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negative = negative_prompt
+        if negative is not None:
+            # diffusers wants the negative prompt as the same type as the prompt (a list here).
+            negative = [negative] * len(prompts) if isinstance(negative, str) else list(negative)
+            if len(negative) != len(prompts):
+                raise ValueError(
+                    f"{len(negative)} negative prompts for {len(prompts)} prompts; give one per prompt"
+                )
+            negative = [self.text(n) for n in negative]
+        if guidance_scale is None:
+            guidance_scale = 5.0 if self.base.is_sdxl else 7.5
+        n = len(prompts) * num_images_per_prompt
+        cond = self.cond.expand(n, -1, -1)
+        tokens = (
+            torch.cat([self.uncond.expand(n, -1, -1), cond])
+            if self._do_cfg(guidance_scale)
+            else cond
+        )
+        size = self.base.resolution
+        out = self.pipe(
+            prompt=[self.text(p) for p in prompts],
+            negative_prompt=negative,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            num_images_per_prompt=num_images_per_prompt,
+            height=height or size,
+            width=width or size,
+            output_type=output_type,
+            cross_attention_kwargs={"id_tokens": tokens, "id_scale": scale},
+        )
+        return GenerationOutput(
+            images=list(out.images),
+            prompts=[p for p in prompts for _ in range(num_images_per_prompt)],
+        )
+
+    def close(self) -> None:
+        """Remove the ID adapter: the base UNet's original attention processors are back."""
+        self.adapter.remove()
+
+    def __enter__(self) -> PuLIDPipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,376 @@
+"""Train PuLID's ID encoder and adapter (seed 004): three stages, one loop.
+
+    stage 1: L = L_diff
+    stage 2: L = L_diff + λ_id L_id        (ID loss on a few-step "Lightning" branch image)
+    stage 3: L = L_diff + λ_id L_id + L_align  (contrastive alignment: paths with / without ID)
+
+Reads a dataset made by `sameface data prepare` (crops, aligned faces, masks, embeddings,
+captions). Runs on 1..N processes under `accelerate launch` (each process takes its own
+batch; gradients are averaged across processes), checkpoints the adapter and encoder alone
+(safetensors, atomic) with the optimiser and RNG state, resumes exactly, and logs losses
+to `train_log.jsonl`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import SamefaceError, TrainingError
+from ...losses import alignment_loss, diffusion_target, face_id_loss, l_simple, sample_timesteps
+from ...models.text import encode_prompts
+from ...training import (
+    CheckpointManager,
+    generator_from_state,
+    optimizer_state_dict_to_tensors,
+    tensors_to_optimizer_state_dict,
+)
+from ...training.distributed import distributed_context
+from ...training.few_step import generate_x0
+from ...training.latents import to_tensor_images
+from ...training.state import deferred_interrupt
+from .config import PuLIDConfig
+from .model import PuLIDModel
+
+# The config's names for the few-step branch -> the scheduler that samples it.
+_SAMPLERS = {"lcm": "lcm", "turbo": "euler", "ddim": "ddim"}
+_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "learning_rate", "mixed_precision")
+
+
+def train(
+    data_dir: str | Path,
+    base: Any,
+    config: PuLIDConfig | None = None,
+    out_dir: str | Path = "pulid",
+    *,
+    vision: Any,
+    init_from: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    context: Any = None,
+) -> Path:
+    """Train one stage and save the PuLID folder (`adapter.safetensors`, `encoder.safetensors`, `pulid.json`).
+
+    Args:
+        data_dir: a prepared dataset (`sameface data prepare`).
+        base: the `BaseModel` (frozen; the adapter is installed on its UNet and removed at the end).
+        config: settings, `config.stage` included.
+        out_dir: output folder; checkpoints go to `out_dir/checkpoints`.
+        vision: the frozen `ClipVision` of the ID encoder.
+        init_from: a PuLID folder to start from (the previous stage's output).
+        resume: continue from the newest checkpoint in `out_dir`.
+        progress: show a progress bar (main process only).
+        context: a `DistributedContext`; default from the environment (accelerate).
+
+    Raises:
+        TrainingError: non-finite losses, or an interruption (a checkpoint is saved first).
+    """
+    from ...data.prepare import FaceDataset
+
+    cfg = config or PuLIDConfig()
+    if cfg.fast_weights:
+        raise SamefaceError(
+            "separate fast-branch weights (fast_weights) are not supported yet: pass a few-step "
+            "base model (a Lightning / Turbo / merged LCM checkpoint) as the base and set fast_sampler"
+        )
+    ctx = context or distributed_context()
+    data = FaceDataset(data_dir)
+    out = Path(out_dir)
+    ckpts = CheckpointManager(out / "checkpoints")
+    if not resume and ctx.is_main:
+        ckpts.clear()
+    ctx.wait()
+
+    with contextlib.ExitStack() as stack:
+        if init_from is not None:
+            model = PuLIDModel.load(init_from, base, vision)
+            model.config = cfg  # the new stage's settings; shapes come from the saved model
+        else:
+            model = PuLIDModel(base, cfg, vision=vision)
+        stack.callback(model.remove)  # the base UNet gets its own processors back
+        stack.enter_context(_frozen(base, cfg))
+        run = _Run(model, cfg, ckpts, _fingerprint(cfg, data, base, init_from), ctx)
+        if resume:
+            run.restore()
+        _optimise(run, base, data, progress)
+        if ctx.is_main:
+            model.save(
+                out,
+                extra={
+                    "trained": {"stage": cfg.stage, "steps": run.step, "losses": _summary(run.log)}
+                },
+            )
+        ctx.wait()
+    if ctx.is_main:
+        ckpts.clear()
+    return out
+
+
+class _Run:
+    """Trainable state: the model's weights, AdamW, the RNG, the step and the loss log."""
+
+    def __init__(
+        self,
+        model: PuLIDModel,
+        cfg: PuLIDConfig,
+        ckpts: CheckpointManager,
+        fingerprint: str,
+        ctx: Any,
+    ):
+        self.model, self.cfg, self.ckpts, self.fingerprint, self.ctx = (
+            model,
+            cfg,
+            ckpts,
+            fingerprint,
+            ctx,
+        )
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+        )
+        # Each process draws its own batches from its own stream; all restart identically.
+        self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.process_index)
+        self.step = 0
+        self.log: list[dict] = []
+
+    def save(self, rng_state: Any = None) -> None:
+        """Checkpoint after `self.step` steps (main process; every process holds the same weights)."""
+        if not self.ctx.is_main:
+            return
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_meta = optimizer_state_dict_to_tensors(self.optimizer)
+        tensors |= opt_tensors | {
+            "rng": self.generator.get_state() if rng_state is None else rng_state
+        }
+        state = {"fingerprint": self.fingerprint, "log": self.log, "optimizer": opt_meta}
+        self.ckpts.save(self.step, tensors, state)
+
+    def restore(self) -> None:
+        latest = self.ckpts.load_latest()
+        if latest is None:
+            return
+        tensors, state = latest
+        if state.get("fingerprint") != self.fingerprint:
+            raise SamefaceError(
+                f"{self.ckpts.folder} holds checkpoints of another run (settings, data, base or "
+                "starting model); pass --no-resume to start over, or use another --out"
+            )
+        weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(tensors_to_optimizer_state_dict(tensors, state["optimizer"]))
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.cfg.learning_rate
+        # Only the main process's RNG is checkpointed; the others derive theirs from it.
+        rng = generator_from_state(tensors["rng"])
+        if self.ctx.process_index:
+            seed = int(torch.randint(0, 2**62, (1,), generator=rng)) + self.ctx.process_index
+            rng = torch.Generator().manual_seed(seed)
+        self.generator = rng
+        self.step, self.log = int(state["step"]), list(state["log"])
+
+
+def _optimise(run: _Run, base: Any, data: Any, progress: bool) -> None:
+    """The loop: per step, the diffusion branch, then (stage ≥ 2) the few-step branch for
+    the ID loss, then (stage 3) the prompt-only path for the alignment loss."""
+    from tqdm.auto import tqdm
+
+    from ...faces import YuNetDetector
+    from ...faces.torch_sface import load_sface_torch
+
+    cfg, model, g = run.cfg, run.model, run.generator
+    res = cfg.resolution or base.resolution
+    scheduler = _ddpm(base)
+    dev, dtype = base.device, base.dtype
+    recognizer = load_sface_torch(device=dev) if cfg.stage >= 2 else None
+    detector = YuNetDetector() if cfg.stage >= 2 else None
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
+    bar = tqdm(
+        total=cfg.steps,
+        initial=run.step,
+        desc=f"pulid stage {cfg.stage}",
+        unit="step",
+        disable=None if progress and run.ctx.is_main else True,
+    )
+    rng_at_start = None
+    try:
+        while run.step < cfg.steps:
+            rng_at_start = g.get_state()
+            batch = [data[int(i)] for i in torch.randint(len(data), (cfg.batch_size,), generator=g)]
+            drop = torch.rand(cfg.batch_size, generator=g) < cfg.id_drop_prob
+            noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+            t = sample_timesteps(scheduler, cfg.batch_size, g)
+
+            with torch.no_grad():
+                images = to_tensor_images(np.stack([b["crop"] for b in batch]), res).to(dev, dtype)
+                latents = base.vae.encode(images).latent_dist.sample(
+                    torch.Generator(dev.type).manual_seed(noise_seed)
+                )
+                latents = latents.float() * base.vae.config.scaling_factor
+                id_vec, vit = model.condition(
+                    np.stack([b["aligned"] for b in batch])[:, None],
+                    _aligned_masks(batch),
+                    np.stack([b["embedding"] for b in batch])[:, None],
+                )
+                id_vec, vit = model.drop_condition(id_vec, vit, drop)
+            noise = torch.randn(
+                latents.shape, generator=torch.Generator().manual_seed(noise_seed)
+            ).to(latents)
+            noisy = scheduler.add_noise(latents, noise, t.to(latents.device)).to(dev, dtype)
+            losses: dict[str, Any] = {}
+            with autocast:
+                tokens = model.tokens(id_vec, vit)
+                hidden, added = encode_prompts(base, [b["caption"] for b in batch], size=(res, res))
+                rec_id: dict = {} if cfg.stage == 3 else None
+                kw = model.cross_attention_kwargs(tokens, attn_record=rec_id)
+                pred = base.unet(
+                    noisy, t.to(dev), hidden, added_cond_kwargs=added, cross_attention_kwargs=kw
+                ).sample
+                losses["diff"] = l_simple(
+                    pred, diffusion_target(scheduler, latents, noise, t).to(dev)
+                )
+                if cfg.stage == 3:  # the same prompt, noise and timestep without the ID
+                    rec_txt: dict = {}
+                    with torch.no_grad():
+                        base.unet(
+                            noisy,
+                            t.to(dev),
+                            hidden,
+                            added_cond_kwargs=added,
+                            cross_attention_kwargs=model.cross_attention_kwargs(
+                                None, attn_record=rec_txt
+                            ),
+                        )
+                    losses["align"] = alignment_loss(
+                        rec_id, rec_txt, cfg.lambda_align_sem, cfg.lambda_align_layout
+                    )
+                if cfg.stage >= 2:  # an image from pure noise in a few steps, then its face
+                    keep = ~drop
+                    if keep.any():
+                        x0 = generate_x0(
+                            base, hidden[keep], added_cond_kwargs=_select(added, keep), cross_attention_kwargs=model.cross_attention_kwargs(tokens[keep]),
+                            sampler=_SAMPLERS[cfg.fast_sampler], steps=cfg.lightning_steps, size=res,
+                            generator=torch.Generator().manual_seed(noise_seed + 1), checkpoint=True,
+                        )  # fmt: skip
+                        ref = torch.tensor(np.stack([b["embedding"] for b in batch]))[keep].to(dev)
+                        losses["id"], found = face_id_loss(x0, ref, recognizer, detector)
+                        losses["id_faces"] = float(found.float().mean())
+            loss = losses["diff"] + losses.get("align", 0.0) + cfg.lambda_id * losses.get("id", 0.0)
+            run.optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                run.save(rng_at_start)
+                raise TrainingError(
+                    f"loss is not finite at step {run.step}; the last state is checkpointed in "
+                    f"{run.ckpts.folder}. Lower the learning rate and run again to resume"
+                )
+            loss.backward()
+            _average_gradients(run)
+            with deferred_interrupt():  # update, log, step and RNG state move together
+                run.optimizer.step()
+                entry = {"step": run.step + 1, "loss": float(loss.detach())} | {
+                    k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                    for k, v in losses.items()
+                }
+                run.log.append(entry)
+                run.step += 1
+                rng_at_start = None
+            bar.update(1)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+            if run.ctx.is_main and cfg.log_every and run.step % cfg.log_every == 0:
+                _append_log(
+                    run.ckpts.folder.parent / "train_log.jsonl", entry | {"time": time.time()}
+                )
+            if (
+                cfg.checkpoint_every
+                and run.step % cfg.checkpoint_every == 0
+                and run.step < cfg.steps
+            ):
+                run.save()
+    except KeyboardInterrupt:
+        run.save(rng_at_start)
+        raise TrainingError(
+            f"interrupted at step {run.step}/{cfg.steps}; checkpoint saved in {run.ckpts.folder}; "
+            "run the same command again to resume"
+        ) from None
+    finally:
+        bar.close()
+
+
+def _aligned_masks(batch: list[dict]) -> np.ndarray:
+    """Face masks in the aligned crops' frame (B, 1, 112, 112): the template-landmark ellipse
+    (the dataset's masks are in the square crops' frame; the aligned face sits on the template)."""
+    from .crops import template_face_mask
+
+    m = template_face_mask(112)
+    return np.broadcast_to(m, (len(batch), 1, *m.shape)).copy()
+
+
+def _select(added: dict | None, keep: torch.Tensor) -> dict | None:
+    return None if added is None else {k: v[keep] for k, v in added.items()}
+
+
+def _average_gradients(run: _Run) -> None:
+    """Data parallelism without DDP's wrapper: average every gradient over the processes."""
+    if run.ctx.num_processes < 2:
+        return
+    import torch.distributed as dist
+
+    for p in run.params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= run.ctx.num_processes
+
+
+@contextlib.contextmanager
+def _frozen(base: Any, cfg: PuLIDConfig):
+    """Freeze the base; give it back as it was (flags, modes, gradient checkpointing)."""
+    with contextlib.ExitStack() as undo:
+        for m in base.modules().values():
+            flags = [p.requires_grad for p in m.parameters()]
+            undo.callback(_restore, m, m.training, flags)
+            m.requires_grad_(False)
+            m.eval()
+        if cfg.gradient_checkpointing and not base.unet.is_gradient_checkpointing:
+            undo.callback(base.unet.disable_gradient_checkpointing)
+            base.unet.enable_gradient_checkpointing()
+        yield
+
+
+def _restore(module: Any, training: bool, flags: list[bool]) -> None:
+    module.train(training)
+    for p, f in zip(module.parameters(), flags, strict=True):
+        p.requires_grad_(f)
+
+
+def _ddpm(base: Any) -> Any:
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(base.scheduler.config)
+
+
+def _fingerprint(cfg: PuLIDConfig, data: Any, base: Any, init_from: Any) -> str:
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(json.dumps([s["id"] for s in data.samples]).encode())
+    h.update(f"{base.family}:{base.source}:{init_from}".encode())
+    return h.hexdigest()[:16]
+
+
+def _summary(log: list[dict]) -> dict:
+    """Mean of each logged loss over the last 50 steps."""
+    tail = log[-50:]
+    keys = [k for k in (tail[-1] if tail else {}) if k != "step"]
+    return {k: round(float(np.mean([e[k] for e in tail if k in e])), 6) for k in keys}
+
+
+def _append_log(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(entry) + "\n")

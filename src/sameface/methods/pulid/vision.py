@@ -1,0 +1,269 @@
+"""The frozen CLIP image encoder PuLID reads the parsed face with (seed 004).
+
+PuLID feeds the parsed face (grey face on white) to EVA02-CLIP-L and takes two things: the
+projected image embedding (concatenated with the recogniser embedding, "id_cond_vit") and
+the hidden states of several ViT layers ("id_vit_hidden", read by the IDFormer). Here the
+encoder is a `transformers.CLIPVisionModelWithProjection`, loaded only from local files
+(a folder, or a hub id already in the Hugging Face cache), or a tiny random one for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...errors import ModelNotFoundError
+
+__all__ = ["CLIP_MEAN", "CLIP_STD", "TINY_PREFIX", "ClipVision", "tiny_clip_vision"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+"""OpenAI CLIP's normalisation (EVA-CLIP, which PuLID uses, has the same constants)."""
+
+TINY_PREFIX = "tiny-random"
+
+
+class ClipVision:
+    """A frozen CLIP vision tower with projection: images → (image embedding, ViT hidden states).
+
+    Not an `nn.Module` on purpose: whoever holds it does not get its weights among their
+    parameters or state dict. Move it with `.to(device, dtype)`.
+
+    Args:
+        model: a `transformers.CLIPVisionModelWithProjection`.
+        name: the spec it was loaded from (recorded in PuLID folders).
+        mean, std: per-channel normalisation (CLIP's by default).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        name: str,
+        *,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        self.name = name
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        c = model.config
+        self.image_size = int(c.image_size)
+        self.clip_dim = int(c.projection_dim)
+        self.vit_dim = int(c.hidden_size)
+        self.num_layers = int(c.num_hidden_layers)
+        self.seq_len = (self.image_size // int(c.patch_size)) ** 2 + 1  # patches + CLS
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def to(self, device: Any = None, dtype: Any = None) -> ClipVision:
+        """Move / cast the model in place. Returns self."""
+        kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        if kwargs:
+            self.model.to(**kwargs)
+        return self
+
+    def describe(self) -> dict:
+        """What PuLID folders record about the vision model."""
+        return {
+            "name": self.name,
+            "clip_dim": self.clip_dim,
+            "vit_dim": self.vit_dim,
+            "num_layers": self.num_layers,
+            "image_size": self.image_size,
+            "seq_len": self.seq_len,
+        }
+
+    def check_layers(self, layers: Sequence[int]) -> None:
+        """Raise ValueError unless every index is a hidden state this model has (0..num_layers)."""
+        bad = [i for i in layers if not 0 <= int(i) <= self.num_layers]
+        if bad:
+            raise ValueError(
+                f"vit_layers {list(layers)} do not fit {self.name} ({self.num_layers} layers: "
+                f"hidden-state indices 0..{self.num_layers}); e.g. (4, 8, 12, 16, 20) for a "
+                "24-layer ViT-L"
+            )
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] → resized to the model's size (bicubic) and normalised."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, H, W), got {tuple(images.shape)}")
+        x = images.to(self.device, torch.float32)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(
+                x,
+                size=(self.image_size, self.image_size),
+                mode="bicubic",
+                align_corners=False,
+                antialias=True,
+            ).clamp(0, 1)  # bicubic overshoots
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return ((x - mean) / std).to(self.dtype)
+
+    @torch.no_grad()
+    def features(
+        self, images: torch.Tensor, layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Image embeddings and the hidden states of `layers` (no gradients).
+
+        Args:
+            images: (B, 3, H, W) float RGB in [0, 1] (any size; resized here).
+            layers: indices into the hidden states (0 = embeddings, i = after layer i).
+
+        Returns:
+            (image_embeds (B, clip_dim), [hidden (B, seq_len, vit_dim) per layer]), on the
+            images' device, in the model's dtype. The embedding is the raw projection (PuLID
+            normalises it before concatenating).
+        """
+        self.check_layers(layers)
+        out = self.model(pixel_values=self.preprocess(images), output_hidden_states=True)
+        dev = images.device
+        return out.image_embeds.to(dev), [out.hidden_states[int(i)].to(dev) for i in layers]
+
+    @classmethod
+    def load(
+        cls,
+        spec: str | os.PathLike,
+        *,
+        device: Any = "cpu",
+        dtype: Any = None,
+        local_files_only: bool = True,
+    ) -> ClipVision:
+        """Load from a folder, a hub id in the Hugging Face cache, or "tiny-random[:seed]".
+
+        A folder may hold a `CLIPVisionModelWithProjection` (e.g. IP-Adapter's image_encoder)
+        or a whole `CLIPModel` (e.g. openai/clip-vit-large-patch14-336); only the vision tower
+        and projection are loaded. Never downloads unless `local_files_only=False`.
+
+        Raises:
+            ModelNotFoundError: the weights are not available locally, or lack the projection.
+        """
+        spec = os.fspath(spec)
+        if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
+            seed = spec.partition(":")[2]
+            if seed and not seed.isdigit():
+                raise ValueError(f"tiny CLIP vision spec is 'tiny-random[:seed]', got {spec!r}")
+            return tiny_clip_vision(int(seed or 0)).to(device, dtype)
+        path = _local_path(spec, local_files_only)
+        model = _load_model(spec, path, local_files_only)
+        mean, std = _normalisation(path)
+        return cls(model, spec, mean=mean, std=std).to(device, dtype)
+
+
+def _local_path(spec: str, local_files_only: bool) -> Path:
+    """A folder as given, or the cached snapshot folder of a hub id."""
+    if os.path.isdir(spec):
+        return Path(spec)
+    hint = (
+        "set clip_vision to a local folder holding a CLIPVisionModelWithProjection or CLIPModel "
+        "(config.json + *.safetensors)"
+    )
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise ModelNotFoundError(f"CLIP vision model folder {spec!r} does not exist; {hint}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(
+            snapshot_download(
+                spec,
+                local_files_only=local_files_only,
+                allow_patterns=["*.json", "*.safetensors"],
+            )
+        )
+    except (LocalEntryNotFoundError, OSError, ValueError) as e:
+        raise ModelNotFoundError(
+            f"CLIP vision model {spec!r} is not a local folder and not in the Hugging Face cache "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}). On a machine with access "
+            f"run `hf download {spec} --include '*.json' '*.safetensors'` and copy the cache here, "
+            f"or {hint}"
+        ) from None
+
+
+def _load_model(spec: str, path: Path, local_files_only: bool) -> Any:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers.utils import logging as hf_logging
+
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"{path}: no readable config.json ({e})") from None
+    if raw.get("model_type") == "clip":
+        # A whole CLIPModel: its vision_config may lack the top-level projection width.
+        vision = dict(raw.get("vision_config") or {})
+        vision["projection_dim"] = raw.get("projection_dim", vision.get("projection_dim", 512))
+        config = CLIPVisionConfig(**vision)
+    else:
+        config = CLIPVisionConfig.from_pretrained(str(path), local_files_only=True)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a CLIPModel's text weights are "unexpected": expected
+    try:
+        model, info = CLIPVisionModelWithProjection.from_pretrained(
+            str(path),
+            config=config,
+            local_files_only=local_files_only,
+            use_safetensors=True,
+            output_loading_info=True,
+        )
+    except OSError as e:
+        raise ModelNotFoundError(
+            f"CLIP vision weights {spec!r} are not available locally ({str(e).splitlines()[0]})"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise ModelNotFoundError(
+            f"{spec}: the checkpoint lacks {len(missing)} CLIP vision weight(s) (e.g. {missing[0]}); "
+            "PuLID needs the vision tower and its projection (CLIPVisionModelWithProjection or CLIPModel)"
+        )
+    return model
+
+
+def _normalisation(path: Path) -> tuple[Sequence[float], Sequence[float]]:
+    """Mean/std from the folder's preprocessor_config.json when present, else CLIP's."""
+    try:
+        pre = json.loads((path / "preprocessor_config.json").read_text())
+        mean, std = pre["image_mean"], pre["image_std"]
+        if len(mean) == 3 and len(std) == 3:
+            return mean, std
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return CLIP_MEAN, CLIP_STD
+
+
+def tiny_clip_vision(seed: int = 0) -> ClipVision:
+    """A small random CLIP vision tower for offline tests (its features mean nothing).
+
+    4 layers of width 32, 32 px images in 8 px patches (17 tokens), 16-d embeddings. The same
+    seed gives the same weights (so "tiny-random:<seed>" reloads it exactly); the caller's
+    torch RNG is left as it was.
+    """
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    cfg = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=16,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPVisionModelWithProjection(cfg)
+    return ClipVision(model, f"{TINY_PREFIX}:{seed}" if seed else TINY_PREFIX)

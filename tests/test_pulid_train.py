@@ -1,0 +1,213 @@
+"""PuLID training on tiny models: every stage runs and checkpoints, an interrupted run
+resumes exactly, the CLI goes from photos to images, and two processes train together."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sameface.data.prepare import PrepareSettings, prepare_face_dataset
+from sameface.errors import TrainingError
+from sameface.methods.pulid import PuLIDConfig, tiny_clip_vision
+from sameface.methods.pulid.train import train
+from sameface.models import save_base_model, tiny_base_model
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = yaml.safe_load((REPO / "configs" / "pulid" / "tiny.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, analyzer):
+    out = tmp_path_factory.mktemp("data")
+    prepare_face_dataset(
+        REPO / "examples" / "faces", out, analyzer, PrepareSettings(resolution=64), progress=False
+    )
+    return out
+
+
+def cfg(**kw) -> PuLIDConfig:
+    return PuLIDConfig(**(TINY | kw))
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter.safetensors")) | load_file(
+        str(folder / "encoder.safetensors")
+    )
+
+
+def test_three_stages_in_turn(tmp_path, data):
+    base, vision = tiny_base_model("sd1"), tiny_clip_vision()
+    procs_before = dict(base.unet.attn_processors)
+    prev = None
+    for stage in (1, 2, 3):
+        out = train(
+            data,
+            base,
+            cfg(stage=stage, steps=2),
+            tmp_path / f"s{stage}",
+            vision=vision,
+            init_from=prev,
+            progress=False,
+        )
+        meta = json.loads((out / "pulid.json").read_text())
+        assert meta["trained"]["stage"] == stage and meta["trained"]["steps"] == 2
+        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        assert len(log) == 2 and all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
+        assert ("id" in log[0]) == (stage >= 2) and ("align" in log[0]) == (stage == 3)
+        assert not (out / "checkpoints").exists()
+        prev = out
+    assert dict(base.unet.attn_processors) == procs_before  # the base UNet is given back
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            _weights(tmp_path / "s1").values(), _weights(tmp_path / "s3").values(), strict=True
+        )
+    )
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch):
+    import sameface.methods.pulid.train as train_mod
+
+    settings = cfg(stage=3, steps=5, checkpoint_every=2)
+    train(
+        data,
+        tiny_base_model("sd1"),
+        settings,
+        tmp_path / "straight",
+        vision=tiny_clip_vision(),
+        progress=False,
+    )
+    real, calls = train_mod.l_simple, {"n": 0}
+
+    def stop_at_fourth(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "l_simple", stop_at_fourth)
+    with pytest.raises(TrainingError, match="interrupted at step 3/5"):
+        train(
+            data,
+            tiny_base_model("sd1"),
+            settings,
+            tmp_path / "resumed",
+            vision=tiny_clip_vision(),
+            progress=False,
+        )
+    monkeypatch.setattr(train_mod, "l_simple", real)
+    train(
+        data,
+        tiny_base_model("sd1"),
+        settings,
+        tmp_path / "resumed",
+        vision=tiny_clip_vision(),
+        progress=False,
+    )
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _cli(*args, env=None, launcher=None):
+    cmd = [*(launcher or [sys.executable]), "-m", "sameface.cli", *map(str, args)]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=(env or os.environ) | {"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_cli_from_photos_to_images(tmp_path, data, obama):
+    base = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    cfg_file = REPO / "configs" / "pulid" / "tiny.yaml"
+    _cli(
+        "train",
+        "pulid",
+        "--config",
+        cfg_file,
+        "--data",
+        data,
+        "--base",
+        base,
+        "--out",
+        tmp_path / "s1",
+        "--device",
+        "cpu",
+    )
+    _cli(
+        "train",
+        "pulid",
+        "--config",
+        cfg_file,
+        "--data",
+        data,
+        "--base",
+        base,
+        "--out",
+        tmp_path / "s2",
+        "--stage",
+        "2",
+        "--init-from",
+        tmp_path / "s1",
+        "--device",
+        "cpu",
+    )
+    _cli(
+        "generate",
+        "a photo of <id> as a chef",
+        "--method",
+        "pulid",
+        "--adapter",
+        tmp_path / "s2",
+        "--face",
+        obama,
+        "-n",
+        "1",
+        "--steps",
+        "2",
+        "--id-scale",
+        "0.8",
+        "--out",
+        tmp_path / "imgs",
+        "--device",
+        "cpu",
+    )
+    assert (tmp_path / "imgs" / "a-photo-of-id-as-a-chef_0.png").is_file()
+    assert (tmp_path / "imgs" / "identity-artifact" / "id_tokens.safetensors").is_file()
+
+
+def test_two_processes_train_together(tmp_path, data):
+    base = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]  # fmt: skip
+    _cli(
+        "train",
+        "pulid",
+        "--config",
+        REPO / "configs" / "pulid" / "tiny.yaml",
+        "--data",
+        data,
+        "--base",
+        base,
+        "--out",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+        launcher=launcher,
+    )
+    meta = json.loads((tmp_path / "out" / "pulid.json").read_text())
+    assert meta["trained"]["steps"] == TINY["steps"]
