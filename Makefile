@@ -21,6 +21,8 @@ test-slow:
 bench:
 	$(BIN)/python benchmarks/faces.py
 	$(BIN)/python benchmarks/textual_inversion.py
+	$(BIN)/python benchmarks/pulid.py
+	$(BIN)/python benchmarks/pulid_train.py
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

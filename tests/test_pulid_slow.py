@@ -16,22 +16,9 @@ pytestmark = pytest.mark.slow
 
 def clip_vit_l_336(dtype: torch.dtype) -> ClipVision:
     """openai/clip-vit-large-patch14-336's vision tower (24 layers, width 1024, 768-d), random."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from sameface.methods.pulid.vision import random_clip_vision_l336
 
-    cfg = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-        hidden_act="quick_gelu",
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = CLIPVisionModelWithProjection(cfg).to(dtype)
-    return ClipVision(model, "random:openai/clip-vit-large-patch14-336")
+    return random_clip_vision_l336(dtype)
 
 
 @pytest.mark.parametrize(

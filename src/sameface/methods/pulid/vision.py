@@ -267,3 +267,27 @@ def tiny_clip_vision(seed: int = 0) -> ClipVision:
         torch.manual_seed(seed)
         model = CLIPVisionModelWithProjection(cfg)
     return ClipVision(model, f"{TINY_PREFIX}:{seed}" if seed else TINY_PREFIX)
+
+
+def random_clip_vision_l336(dtype=None, seed: int = 0) -> ClipVision:
+    """openai/clip-vit-large-patch14-336's vision tower (24 layers, width 1024, 768-d) with
+    random weights: the real architecture for slow tests and benchmarks."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    cfg = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPVisionModelWithProjection(cfg)
+    if dtype is not None:
+        model = model.to(dtype)
+    return ClipVision(model, "random:openai/clip-vit-large-patch14-336")
