@@ -59,7 +59,7 @@ def child(args) -> dict:
                 batch_size=1,
                 resolution=args.resolution,
                 checkpoint_every=0,
-                log_every=0,
+                log_every=1000,
                 lightning_steps=4,
                 fast_sampler="ddim",
             )

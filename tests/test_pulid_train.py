@@ -75,10 +75,11 @@ def test_three_stages_in_turn(tmp_path, data):
     )
 
 
-def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch):
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch, stage):
     import sameface.methods.pulid.train as train_mod
 
-    settings = cfg(stage=3, steps=5, checkpoint_every=2)
+    settings = cfg(stage=stage, steps=5, checkpoint_every=2)
     train(
         data,
         tiny_base_model("sd1"),
@@ -105,6 +106,8 @@ def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch):
             vision=tiny_clip_vision(),
             progress=False,
         )
+    steps = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
+    assert steps == ["checkpoint-2", "checkpoint-3"]  # periodic, then the interrupted state
     monkeypatch.setattr(train_mod, "l_simple", real)
     train(
         data,
