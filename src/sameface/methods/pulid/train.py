@@ -34,6 +34,7 @@ from ...training import (
 )
 from ...training.distributed import distributed_context
 from ...training.few_step import generate_x0
+from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import to_tensor_images
 from ...training.state import deferred_interrupt
 from .config import PuLIDConfig
@@ -95,7 +96,7 @@ def train(
         else:
             model = PuLIDModel(base, cfg, vision=vision)
         stack.callback(model.remove)  # the base UNet gets its own processors back
-        stack.enter_context(_frozen(base, cfg))
+        stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
         run = _Run(model, cfg, ckpts, _fingerprint(cfg, data, base, init_from), ctx)
         if resume:
             run.restore()
@@ -186,7 +187,7 @@ def _optimise(run: _Run, base: Any, data: Any, progress: bool) -> None:
 
     cfg, model, g = run.cfg, run.model, run.generator
     res = cfg.resolution or base.resolution
-    scheduler = _ddpm(base)
+    scheduler = training_scheduler(base)
     dev, dtype = base.device, base.dtype
     recognizer = load_sface_torch(device=dev) if cfg.stage >= 2 else None
     detector = YuNetDetector() if cfg.stage >= 2 else None
@@ -326,33 +327,6 @@ def _average_gradients(run: _Run) -> None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad /= run.ctx.num_processes
-
-
-@contextlib.contextmanager
-def _frozen(base: Any, cfg: PuLIDConfig):
-    """Freeze the base; give it back as it was (flags, modes, gradient checkpointing)."""
-    with contextlib.ExitStack() as undo:
-        for m in base.modules().values():
-            flags = [p.requires_grad for p in m.parameters()]
-            undo.callback(_restore, m, m.training, flags)
-            m.requires_grad_(False)
-            m.eval()
-        if cfg.gradient_checkpointing and not base.unet.is_gradient_checkpointing:
-            undo.callback(base.unet.disable_gradient_checkpointing)
-            base.unet.enable_gradient_checkpointing()
-        yield
-
-
-def _restore(module: Any, training: bool, flags: list[bool]) -> None:
-    module.train(training)
-    for p, f in zip(module.parameters(), flags, strict=True):
-        p.requires_grad_(f)
-
-
-def _ddpm(base: Any) -> Any:
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(base.scheduler.config)
 
 
 def _fingerprint(cfg: PuLIDConfig, data: Any, base: Any, init_from: Any) -> str:

@@ -26,6 +26,7 @@ from ...training import (
     optimizer_state_dict_to_tensors,
     tensors_to_optimizer_state_dict,
 )
+from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import encode_latent_stats, to_tensor_images, to_tensor_masks
 from ...training.state import deferred_interrupt
 from .artifact import EMBEDS_FILE, save_embeddings
@@ -105,7 +106,7 @@ def personalize(
         run = _RunState(learned, cfg, ckpts, _fingerprint(cfg, identity, base))
         if resume:
             run.restore()
-        stack.enter_context(_frozen_base(base, cfg))
+        stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
         _optimise(run, base, identity, tokenizers, res, progress)
 
     vectors = [lt.vectors().detach() for lt in learned]
@@ -222,7 +223,7 @@ def _optimise(
         m = to_tensor_masks(identity.masks, mean.shape[-1])
         m = torch.cat([m, m.flip(-1)]) if cfg.flip_prob > 0 else m
         weights = m + cfg.mask_weight * (1 - m)
-    scheduler = _training_scheduler(base)
+    scheduler = training_scheduler(base)
     token_text = " ".join(placeholder_tokens(cfg.placeholder, run.num_tokens))
     dev, dtype, g = base.device, base.dtype, run.generator
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
@@ -309,38 +310,6 @@ def _optimise(
         ) from None
     finally:
         bar.close()
-
-
-@contextlib.contextmanager
-def _frozen_base(base: Any, cfg: TextualInversionConfig):
-    """Freeze the base model for training; give it back exactly as it was (flags, modes, checkpointing).
-
-    Every change is registered for undoing as it is made, so a failure half-way leaves nothing behind.
-    """
-    with contextlib.ExitStack() as undo:
-        for m in base.modules().values():
-            flags = [p.requires_grad for p in m.parameters()]
-            undo.callback(_restore_module, m, m.training, flags)
-            m.requires_grad_(False)
-            m.eval()
-        unet = base.unet
-        if cfg.gradient_checkpointing and not unet.is_gradient_checkpointing:
-            undo.callback(unet.disable_gradient_checkpointing)
-            unet.enable_gradient_checkpointing()
-        yield
-
-
-def _restore_module(module: Any, training: bool, flags: list[bool]) -> None:
-    module.train(training)
-    for p, f in zip(module.parameters(), flags, strict=True):
-        p.requires_grad_(f)
-
-
-def _training_scheduler(base: Any) -> Any:
-    """DDPM noise schedule of the base model (its own scheduler may be Euler / DDIM for sampling)."""
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(base.scheduler.config)
 
 
 def _fingerprint(cfg: TextualInversionConfig, identity: Any, base: Any) -> str:
