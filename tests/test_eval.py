@@ -169,19 +169,19 @@ def test_rerun_recomputes_nothing(full_run, evaluator, monkeypatch):
 def test_killed_run_resumes_to_the_same_results(tmp_path, full_run, evaluator, monkeypatch):
     import sameface.eval.runner as runner
 
-    real = runner._append
+    real = runner.append_jsonl
     calls = {"n": 0}
 
-    def die_after_five(path, record):
+    def die_after_five(path, record, **kw):
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt
-        real(path, record)
+        real(path, record, **kw)
 
-    monkeypatch.setattr(runner, "_append", die_after_five)
+    monkeypatch.setattr(runner, "append_jsonl", die_after_five)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, evaluator)
-    monkeypatch.setattr(runner, "_append", real)
+    monkeypatch.setattr(runner, "append_jsonl", real)
     # Simulate a line cut short by the kill: it is ignored, its record recomputed.
     with open(tmp_path / "results.jsonl", "a") as f:
         f.write('{"type": "image", "method": "no')

@@ -63,22 +63,22 @@ def test_prepare_keeps_single_faces_with_captions(tmp_path, source, analyzer):
 def test_killed_preparation_resumes(tmp_path, source, analyzer, monkeypatch):
     import sameface.data.prepare as prep
 
-    real = prep._append
+    real = prep.append_jsonl
     calls = {"n": 0}
 
-    def die_on_second_sample(path, record):
+    def die_on_second_sample(path, record, **kw):
         if path.name == "index.jsonl":
             calls["n"] += 1
             if calls["n"] == 2:
                 raise KeyboardInterrupt
-        real(path, record)
+        real(path, record, **kw)
 
-    monkeypatch.setattr(prep, "_append", die_on_second_sample)
+    monkeypatch.setattr(prep, "append_jsonl", die_on_second_sample)
     with pytest.raises(KeyboardInterrupt):
         prepare_face_dataset(
             source, tmp_path / "data", analyzer, PrepareSettings(resolution=128), progress=False
         )
-    monkeypatch.setattr(prep, "_append", real)
+    monkeypatch.setattr(prep, "append_jsonl", real)
     prepare_face_dataset(
         source, tmp_path / "data", analyzer, PrepareSettings(resolution=128), progress=False
     )

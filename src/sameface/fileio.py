@@ -60,3 +60,41 @@ def write_json_atomic(path: str | os.PathLike, data: Any, **kwargs: Any) -> Path
     """Atomically write JSON (indent 2 and a final newline unless told otherwise)."""
     kwargs.setdefault("indent", 2)
     return write_text_atomic(path, json.dumps(data, **kwargs) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike, record: Any, *, sync: bool = True, **kwargs: Any) -> None:
+    """Append one JSON line, flushed (and fsynced with `sync`): a killed run loses at most this line.
+
+    A previous run killed mid-line left no newline at the end; one is added first so this
+    record stays readable.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write((json.dumps(record, **kwargs) + "\n").encode("utf-8"))
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON-object lines of a file ([] when absent); damaged lines (a killed writer) are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

@@ -19,7 +19,6 @@ skips sources already in the index.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamefaceError
-from ..fileio import write_json_atomic, write_with
+from ..fileio import append_jsonl, read_jsonl, write_json_atomic, write_with
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 INDEX = "index.jsonl"
@@ -70,22 +69,11 @@ def list_images(src: Path) -> list[Path]:
 
 def load_captions(src: Path) -> dict[str, str]:
     """Captions from `captions.jsonl` in the source folder (relative file -> caption)."""
-    path = src / "captions.jsonl"
-    out: dict[str, str] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            isinstance(rec, dict)
-            and isinstance(rec.get("file"), str)
-            and isinstance(rec.get("caption"), str)
-        ):
-            out[rec["file"]] = rec["caption"]
-    return out
+    return {
+        r["file"]: r["caption"]
+        for r in read_jsonl(src / "captions.jsonl")
+        if isinstance(r.get("file"), str) and isinstance(r.get("caption"), str)
+    }
 
 
 def caption_for(image: Path, src: Path, captions: dict[str, str], default: str) -> str:
@@ -99,18 +87,7 @@ def caption_for(image: Path, src: Path, captions: dict[str, str], default: str) 
 
 def read_index(out: Path) -> list[dict]:
     """The prepared samples (a line cut short by a killed run is ignored)."""
-    path = out / INDEX
-    if not path.is_file():
-        return []
-    samples = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and "id" in rec:
-            samples.append(rec)
-    return samples
+    return [r for r in read_jsonl(Path(out) / INDEX) if "id" in r]
 
 
 def prepare_face_dataset(
@@ -145,12 +122,7 @@ def prepare_face_dataset(
     out.mkdir(parents=True, exist_ok=True)
     done = {rec["source"] for rec in read_index(out)}
     dropped_log = out / "dropped.jsonl"
-    if dropped_log.is_file():
-        for line in dropped_log.read_text(encoding="utf-8").splitlines():
-            try:
-                done.add(json.loads(line)["source"])
-            except (ValueError, KeyError, TypeError):
-                continue
+    done |= {rec["source"] for rec in read_jsonl(dropped_log) if "source" in rec}
     captions = load_captions(src)
     images = list_images(src)
     counts: Counter = Counter()
@@ -162,7 +134,7 @@ def prepare_face_dataset(
         reason, res = _check(analyzer, path, cfg)
         if reason:
             counts[reason] += 1
-            _append(dropped_log, {"source": rel, "reason": reason})
+            append_jsonl(dropped_log, {"source": rel, "reason": reason})
             continue
         face = res.faces[0]
         crop, box = square_crop(res.image, face.bbox, expand=cfg.expand, size=cfg.resolution)
@@ -181,7 +153,7 @@ def prepare_face_dataset(
             np.where(mask >= 128, 255, 0).astype(np.uint8), out / "masks" / f"{sid}.png"
         )
         _save_embedding(out / "embeddings" / f"{sid}.safetensors", res.embedding)
-        _append(
+        append_jsonl(
             out / INDEX,
             {
                 "id": sid,
@@ -226,18 +198,6 @@ def _save_embedding(path: Path, emb: np.ndarray) -> None:
 
     tensors = {"embedding": np.ascontiguousarray(emb, np.float32)}
     write_with(path, lambda p: save_file(tensors, str(p)))
-
-
-def _append(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        if f.tell() > 0:  # a killed run may have left half a line
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class FaceDataset:

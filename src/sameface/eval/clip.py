@@ -52,7 +52,9 @@ class ClipScorer:
         path = _local_path(str(spec), local_files_only)
         try:
             model = CLIPModel.from_pretrained(
-                path, local_files_only=local_files_only, use_safetensors=True
+                path,
+                local_files_only=True,
+                use_safetensors=True,  # a local folder by now
             )
         except OSError as e:
             raise ModelNotFoundError(
@@ -128,25 +130,18 @@ def _unit(t: Any) -> np.ndarray:
 
 
 def _local_path(spec: str, local_files_only: bool) -> str:
-    """A folder as given, or the cached snapshot folder of a hub id."""
-    if os.path.isdir(spec):
-        return spec
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise ModelNotFoundError(f"CLIP model folder {spec!r} does not exist")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    """A folder as given, or the cached snapshot folder of a hub id (sameface.models.resolve)."""
+    from ..models.resolve import local_model_folder
 
-    try:
-        return snapshot_download(
+    return str(
+        local_model_folder(
             spec,
+            what="CLIP model",
+            include=["*.json", "*.safetensors", "*.txt"],
+            hint="or pass a local folder (--clip DIR)",
             local_files_only=local_files_only,
-            allow_patterns=["*.json", "*.safetensors", "*.txt"],
         )
-    except (LocalEntryNotFoundError, OSError, ValueError) as e:
-        raise ModelNotFoundError(
-            f"CLIP model {spec!r} is not a local folder and not in the Hugging Face cache ({e}). On a machine with "
-            f"access run `hf download {spec}` and copy the cache here, or pass a local folder (--clip DIR)"
-        ) from None
+    )
 
 
 def tiny_clip(seed: int = 0, image_size: int = 32) -> ClipScorer:

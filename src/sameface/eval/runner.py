@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import SamefaceError
-from ..fileio import write_json_atomic
+from ..fileio import append_jsonl, read_jsonl, write_json_atomic
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
 from .suite import Suite
 
@@ -135,7 +135,7 @@ def _run_identity(
         paths = []
         for k, crop in enumerate(ref_crops):
             paths.append(_save_image(crop, out / "references" / f"{ident.name}_{k}.png", out))
-        _append(
+        append_jsonl(
             part,
             {
                 "type": "reference",
@@ -143,6 +143,7 @@ def _run_identity(
                 "images": paths,
                 "self_similarity": self_sim,
             },
+            default=_json_default,
         )
 
     # The baseline first: its images anchor CLIP-I and the normalisation.
@@ -189,7 +190,7 @@ def _run_identity(
                 bank=settings.bank,
                 progress=progress,
             )
-            _append(
+            append_jsonl(
                 part,
                 {
                     "type": "personalize",
@@ -198,6 +199,7 @@ def _run_identity(
                     "time_s": time.perf_counter() - t0,
                     "peak_mem_mb": _peak_memory_mb(base),
                 },
+                default=_json_default,
             )
         with method.pipeline_cls.from_artifact(art, base) as pipe:
             for pi, prompt in enumerate(suite.prompts):
@@ -290,7 +292,7 @@ def _record(part, done, method, identity, suite, pi, seed, rec, ref_clip, norms,
         "aggregate": aggregate_score(rec["clip_t"], face.with_misses),
         "gen_time_s": rec["gen_time_s"],
     }
-    _append(part, row)
+    append_jsonl(part, row, default=_json_default)
     done.add((method, identity, pi, seed))
 
 
@@ -373,19 +375,6 @@ def _peak_memory_mb(base: Any) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _append(path: Path, record: dict) -> None:
-    """Append one JSON line and flush it to disk (a killed run loses at most this line)."""
-    with open(path, "a+b") as f:
-        # A killed run may have left half a line: start a new one so this record stays readable.
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write((json.dumps(record, default=_json_default) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _json_default(x: Any) -> Any:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
@@ -394,18 +383,9 @@ def _json_default(x: Any) -> Any:
 
 def read_results(out: Path) -> list[dict]:
     """Every record in `results.jsonl` and any shard parts; damaged lines are skipped."""
-    records = []
-    for p in [out / RESULTS, *sorted(out.glob("results.part*.jsonl"))]:
-        if not p.is_file():
-            continue
-        for line in p.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a killed run
-            if isinstance(rec, dict):
-                records.append(rec)
-    return records
+    return [
+        r for p in [out / RESULTS, *sorted(out.glob("results.part*.jsonl"))] for r in read_jsonl(p)
+    ]
 
 
 def record_key(rec: dict) -> tuple:

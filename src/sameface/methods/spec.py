@@ -45,3 +45,13 @@ class GenerationOutput:
 
     images: list[Any]
     prompts: list[str]
+
+
+def artifact_base(meta: dict, base: Any = None, **load_kwargs: Any) -> Any:
+    """`base` if given, else the base model an artifact records (`meta["base"]`), loaded offline
+    by default (`load_kwargs`: device, dtype, local_files_only)."""
+    if base is not None:
+        return base
+    from ..models import load_base_model
+
+    return load_base_model(meta["base"], **load_kwargs)

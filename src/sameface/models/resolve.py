@@ -218,6 +218,17 @@ def _default_weight_patterns(variant: str | None) -> list[str]:
     return pats
 
 
+def cached_snapshot(repo_id: str, *, cache: Path, revision: str | None = None) -> Path | None:
+    """Snapshot folder of `repo_id` in the local Hugging Face cache, or None; read from the
+    cache's layout (`refs/<revision>` -> `snapshots/<commit>`), never touching the network."""
+    folder = cache / f"models--{repo_id.replace('/', '--')}"
+    rev = revision or "main"
+    ref = folder / "refs" / rev
+    commit = ref.read_text().strip() if ref.is_file() else rev
+    snap = folder / "snapshots" / commit
+    return snap if commit and snap.is_dir() else None
+
+
 def _snapshot(
     repo_id: str,
     *,
@@ -226,24 +237,71 @@ def _snapshot(
     local_only: bool,
     allow_patterns: list[str] | None = None,
 ) -> Path | None:
-    """Snapshot folder of `repo_id` in the cache (downloading `allow_patterns` if allowed)."""
+    """Snapshot folder of `repo_id`: from the cache, or (only when the caller allowed
+    downloads) fetched. This is the one place in sameface that downloads."""
+    if local_only:
+        return cached_snapshot(repo_id, cache=cache, revision=revision)
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        return Path(
-            snapshot_download(
-                repo_id,
-                cache_dir=cache,
-                revision=revision,
-                local_files_only=local_only,
-                allow_patterns=allow_patterns,
-            )
+    return Path(
+        snapshot_download(
+            repo_id,
+            cache_dir=cache,
+            revision=revision,
+            allow_patterns=allow_patterns,
+            local_files_only=False,
         )
-    except LocalEntryNotFoundError:
-        if local_only:
-            return None
-        raise
+    )
+
+
+def local_model_folder(
+    spec: str | os.PathLike[str],
+    *,
+    what: str,
+    include: list[str],
+    hint: str = "",
+    local_files_only: bool | None = None,
+) -> Path:
+    """A model folder given as a path, or a hub id's snapshot in the Hugging Face cache.
+
+    For models outside the diffusers layout (CLIP scorers, CLIP vision encoders). Offline
+    unless the caller passes `local_files_only=False` and `HF_HUB_OFFLINE` is unset.
+
+    Args:
+        spec: a folder, or a hub id `org/name`.
+        what: what the model is, for messages ("CLIP model").
+        include: file patterns a download would fetch, for the `hf download` hint.
+        hint: extra advice for the error message.
+        local_files_only: as in `resolve_model_source`.
+
+    Raises:
+        ModelNotFoundError: not a folder and not in the cache.
+    """
+    raw = os.fspath(spec)
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        return path
+    if _looks_like_path(raw) or not _HUB_ID.match(raw):
+        raise ModelNotFoundError(
+            f"{what} folder {raw!r} does not exist{'; ' + hint if hint else ''}"
+        )
+    cache = hub_cache_dir()
+    local_only = effective_local_files_only(local_files_only)
+    try:
+        snap = _snapshot(
+            raw, cache=cache, revision=None, local_only=local_only, allow_patterns=include
+        )
+    except Exception as e:  # network errors come in many types
+        snap, why = None, f"; download failed: {e}"
+    else:
+        why = ""
+    if snap is None:
+        raise ModelNotFoundError(
+            f"{what} {raw!r} is not a local folder and not in the Hugging Face cache ({cache}){why}.\n"
+            + download_hint(raw, include, cache, pass_as="the folder")
+            + (f"\n{hint}" if hint else "")
+        )
+    return snap
 
 
 def _resolve_hub_id(

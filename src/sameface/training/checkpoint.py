@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, TrainingError
 
 PREFIX = "checkpoint-"
 
@@ -95,6 +95,18 @@ class CheckpointManager:
                 f"no readable checkpoint in {self.folder} ({'; '.join(errors)}); delete them to start over"
             )
         return None
+
+    @staticmethod
+    def due(step: int, every: int, total: int) -> bool:
+        """A periodic checkpoint is due after `step` (none after the last step: the run saves its result)."""
+        return bool(every) and step % every == 0 and step < total
+
+    def interrupted(self, step: int, total: int) -> TrainingError:
+        """The error a loop raises after saving its state on Ctrl-C."""
+        return TrainingError(
+            f"interrupted at step {step}/{total}; checkpoint saved in {self.folder}; "
+            "run the same command again to resume"
+        )
 
     def clear(self) -> None:
         """Remove every checkpoint (after a finished run)."""

@@ -22,7 +22,7 @@ import torch
 
 from ...adapters.attention import IDAdapter
 from ...errors import ArtifactError
-from ..spec import GenerationOutput
+from ..spec import GenerationOutput, artifact_base
 from .artifact import load_tokens
 from .model import ADAPTER_FILE, read_meta
 
@@ -110,12 +110,9 @@ class PuLIDPipeline:
             ArtifactError: the artifact or its trained PuLID folder is missing or does not fit.
         """
         cond, uncond, meta = load_tokens(folder)
-        if base is None:
-            from ...models import load_base_model
-
-            base = load_base_model(
-                meta["base"], dtype=dtype, device=device, local_files_only=local_files_only
-            )
+        base = artifact_base(
+            meta, base, device=device, dtype=dtype, local_files_only=local_files_only
+        )
         return cls(base, cond, uncond, meta["adapter"], meta)
 
     def _do_cfg(self, guidance_scale: float) -> bool:

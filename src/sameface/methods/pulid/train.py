@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ...errors import SamefaceError, TrainingError
+from ...fileio import append_jsonl
 from ...losses import alignment_loss, diffusion_target, face_id_loss, l_simple, sample_timesteps
 from ...models.text import encode_prompts
 from ...training import (
@@ -284,21 +285,14 @@ def _optimise(run: _Run, base: Any, data: Any, progress: bool) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{entry['loss']:.4f}")
             if run.ctx.is_main and cfg.log_every and run.step % cfg.log_every == 0:
-                _append_log(
+                append_jsonl(
                     run.ckpts.folder.parent / "train_log.jsonl", entry | {"time": time.time()}
                 )
-            if (
-                cfg.checkpoint_every
-                and run.step % cfg.checkpoint_every == 0
-                and run.step < cfg.steps
-            ):
+            if run.ckpts.due(run.step, cfg.checkpoint_every, cfg.steps):
                 run.save()
     except KeyboardInterrupt:
         run.save(rng_at_start)
-        raise TrainingError(
-            f"interrupted at step {run.step}/{cfg.steps}; checkpoint saved in {run.ckpts.folder}; "
-            "run the same command again to resume"
-        ) from None
+        raise run.ckpts.interrupted(run.step, cfg.steps) from None
     finally:
         bar.close()
 
@@ -342,9 +336,3 @@ def _summary(log: list[dict]) -> dict:
     tail = log[-50:]
     keys = [k for k in (tail[-1] if tail else {}) if k != "step"]
     return {k: round(float(np.mean([e[k] for e in tail if k in e])), 6) for k in keys}
-
-
-def _append_log(path: Path, entry: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(entry) + "\n")

@@ -158,42 +158,26 @@ class ClipVision:
                 raise ValueError(f"tiny CLIP vision spec is 'tiny-random[:seed]', got {spec!r}")
             return tiny_clip_vision(int(seed or 0)).to(device, dtype)
         path = _local_path(spec, local_files_only)
-        model = _load_model(spec, path, local_files_only)
+        model = _load_model(spec, path)
         mean, std = _normalisation(path)
         return cls(model, spec, mean=mean, std=std).to(device, dtype)
 
 
 def _local_path(spec: str, local_files_only: bool) -> Path:
-    """A folder as given, or the cached snapshot folder of a hub id."""
-    if os.path.isdir(spec):
-        return Path(spec)
-    hint = (
-        "set clip_vision to a local folder holding a CLIPVisionModelWithProjection or CLIPModel "
-        "(config.json + *.safetensors)"
+    """A folder as given, or the cached snapshot folder of a hub id (sameface.models.resolve)."""
+    from ...models.resolve import local_model_folder
+
+    return local_model_folder(
+        spec,
+        what="CLIP vision model",
+        include=["*.json", "*.safetensors"],
+        hint="set clip_vision to a local folder holding a CLIPVisionModelWithProjection or CLIPModel "
+        "(config.json + *.safetensors)",
+        local_files_only=local_files_only,
     )
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise ModelNotFoundError(f"CLIP vision model folder {spec!r} does not exist; {hint}")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(
-            snapshot_download(
-                spec,
-                local_files_only=local_files_only,
-                allow_patterns=["*.json", "*.safetensors"],
-            )
-        )
-    except (LocalEntryNotFoundError, OSError, ValueError) as e:
-        raise ModelNotFoundError(
-            f"CLIP vision model {spec!r} is not a local folder and not in the Hugging Face cache "
-            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}). On a machine with access "
-            f"run `hf download {spec} --include '*.json' '*.safetensors'` and copy the cache here, "
-            f"or {hint}"
-        ) from None
 
 
-def _load_model(spec: str, path: Path, local_files_only: bool) -> Any:
+def _load_model(spec: str, path: Path) -> Any:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     from transformers.utils import logging as hf_logging
 
@@ -214,7 +198,7 @@ def _load_model(spec: str, path: Path, local_files_only: bool) -> Any:
         model, info = CLIPVisionModelWithProjection.from_pretrained(
             str(path),
             config=config,
-            local_files_only=local_files_only,
+            local_files_only=True,  # a local folder by now
             use_safetensors=True,
             output_loading_info=True,
         )

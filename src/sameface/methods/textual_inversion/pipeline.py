@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..spec import GenerationOutput
+from ..spec import GenerationOutput, artifact_base
 from .artifact import load_embeddings
 from .model import LearnedTokens, TokenSplice, tokenizer_with_placeholder
 
@@ -83,12 +83,9 @@ class TextualInversionPipeline:
             local_files_only: passed to `load_base_model` (None: offline).
         """
         vectors, meta = load_embeddings(folder)
-        if base is None:
-            from ...models import load_base_model
-
-            base = load_base_model(
-                meta["base"], dtype=dtype, device=device, local_files_only=local_files_only
-            )
+        base = artifact_base(
+            meta, base, device=device, dtype=dtype, local_files_only=local_files_only
+        )
         return cls(base, vectors, meta)
 
     def __call__(

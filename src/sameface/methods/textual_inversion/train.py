@@ -296,18 +296,11 @@ def _optimise(
                 rng_at_start = None
             bar.update(1)
             bar.set_postfix(loss=f"{_recent_mean(run.losses):.4f}")
-            if (
-                cfg.checkpoint_every
-                and run.step % cfg.checkpoint_every == 0
-                and run.step < cfg.steps
-            ):
+            if run.ckpts.due(run.step, cfg.checkpoint_every, cfg.steps):
                 run.save()
     except KeyboardInterrupt:
         run.save(rng_at_start)
-        raise TrainingError(
-            f"interrupted at step {run.step}/{cfg.steps}; checkpoint saved in {run.ckpts.folder}; "
-            "run the same command again to resume"
-        ) from None
+        raise run.ckpts.interrupted(run.step, cfg.steps) from None
     finally:
         bar.close()
 
