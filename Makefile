@@ -10,7 +10,7 @@ setup:
 	VENV=$(VENV) bash scripts/setup.sh $(EXTRAS)
 
 demo:
-	$(BIN)/sameface inspect examples/faces/obama.jpg examples/faces/obama2.jpg examples/faces/biden.jpg --save-crops out/crops
+	$(BIN)/sameface demo --out out/demo
 
 test:
 	$(BIN)/python -m pytest -q

@@ -34,7 +34,8 @@ class Identity:
 
     Attributes:
         aligned: (N, 112, 112, 3) uint8 ArcFace-aligned crops, one per photo.
-        squares: (N, S, S, 3) uint8 FeedFace square crops (box expanded 1.1×).
+        squares: (N, S, S, 3) uint8 FeedFace square crops (box expanded 1.1×, or the whole
+            image's centre square; `meta["square_expand"]` says which).
         masks: (N, S, S) uint8 face masks matching `squares` (255 = face).
         embeddings: (N, D) float32 unit embeddings, one per photo.
         embedding: (D,) float32 unit mean embedding.
@@ -70,6 +71,7 @@ class Identity:
         recognizer="sface",
         face_policy="largest",
         square_size: int = 512,
+        square_expand: float | None = 1.1,
         mask_method: str = "auto",
         min_face_size: float = 32.0,
         drop_outliers: bool = False,
@@ -84,6 +86,9 @@ class Identity:
             face_policy: which face to use in photos with several ('largest', 'central',
                 'single' or an index).
             square_size: side of the stored FeedFace square crops and masks.
+            square_expand: the square crop is the face box expanded by this factor (FeedFace:
+                1.1); None makes it the whole image (its centre square), for photos that are
+                already portraits framed as the model draws them (e.g. the miniature world's).
             mask_method: 'auto', 'mediapipe' or 'landmarks' (see `sameface.faces.masks`).
             min_face_size: faces smaller than this (pixels) are not used.
             drop_outliers: leave photos that disagree with the others out of the mean embedding.
@@ -101,6 +106,8 @@ class Identity:
             raise ValueError("an identity needs at least one photo")
         if square_size < 16:
             raise ValueError(f"square_size must be at least 16, got {square_size}")
+        if square_expand is not None and not square_expand > 0:
+            raise ValueError(f"square_expand must be > 0 or None, got {square_expand}")
         if analyzer is None:
             analyzer = FaceAnalyzer(
                 recognizer, face_policy=face_policy, min_face_size=min_face_size
@@ -118,9 +125,12 @@ class Identity:
         for src in iterator:
             res = analyzer.analyze(src, strict=True)
             face = res.face
-            square, box = square_crop(res.image, face.bbox, expand=1.1, size=square_size)
+            # The whole image is the centre square cut "around" a box of that square, unexpanded.
+            crop_box = face.bbox if square_expand is not None else _centre_square(res.image)
+            expand = square_expand if square_expand is not None else 1.0
+            square, box = square_crop(res.image, crop_box, expand=expand, size=square_size)
             full_mask, mask_used = masker.mask_with_method(res.image, face)
-            mask, _ = square_crop(full_mask, face.bbox, expand=1.1, size=square_size, pad_value=0)
+            mask, _ = square_crop(full_mask, crop_box, expand=expand, size=square_size, pad_value=0)
             mask = np.where(mask >= 128, 255, 0).astype(np.uint8)  # resizing softened the edge
             # Store the standard ArcFace crop whatever the recogniser aligns to (dlib uses its own).
             aligned.append(align_face(res.image, face.landmarks, 112))
@@ -159,12 +169,12 @@ class Identity:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "recognizer": rec.describe() | {"same_person_threshold": rec.same_person_threshold},
             "detector": {
-                "name": analyzer.detector.name,
+                "name": getattr(analyzer.detector, "name", type(analyzer.detector).__name__),
                 "version": getattr(analyzer.detector, "version", ""),
             },
             "face_policy": str(analyzer.face_policy),
             "square_size": square_size,
-            "square_expand": 1.1,
+            "square_expand": square_expand,
             "mask_method": masker.method,
             "photos": photos,
             "outliers": outliers,
@@ -349,6 +359,14 @@ def find_outliers(embeddings: np.ndarray, threshold: float) -> tuple[list[int], 
         rest = rest / max(float(np.linalg.norm(rest)), 1e-12)
         agreement.append(float(embeddings[i] @ rest))
     return [i for i, a in enumerate(agreement) if a is not None and a < threshold], agreement
+
+
+def _centre_square(image: np.ndarray) -> tuple[float, float, float, float]:
+    """The largest centred square of an image, as a box (x0, y0, x1, y1)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    return (float(x0), float(y0), float(x0 + side), float(y0 + side))
 
 
 def check_destination(folder: str | os.PathLike, *, overwrite: bool = False) -> Path:

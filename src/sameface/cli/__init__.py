@@ -3,7 +3,8 @@
 Every expected failure (bad image, no face, missing model) prints one line on stderr and
 exits non-zero; tracebacks appear only for real bugs, and only with --debug. Each module
 here adds its sub-commands: `faces` (inspect, identity), `methods` (personalize,
-generate), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods).
+generate), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods),
+`world` (the proving ground), `demo` (a one-command tour in that world).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, celebs, data, faces, methods, train
+    from . import bench, celebs, data, demo, faces, methods, train, world
 
     parser = argparse.ArgumentParser(
         prog="sameface",
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parsers(sub, common)
     data.add_parsers(sub, common)
     train.add_parsers(sub, common)
+    world.add_parsers(sub, common)
+    demo.add_parsers(sub, common)
     return parser
 
 

@@ -6,6 +6,8 @@ import importlib.util
 
 from .common import add_device_options, process_device, recognizer_kwargs
 
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+
 
 def default_evaluator_recognizer() -> str:
     """dlib when installed (different from SFace, which identities and methods use), else SFace."""
@@ -30,54 +32,42 @@ def method_settings(items: list[str] | None) -> dict:
     return out
 
 
-def cmd_bench(args) -> int:
-    import sys
-
-    from ..eval.clip import ClipScorer, tiny_clip
-    from ..eval.report import write_report
-    from ..eval.runner import BenchSettings, Evaluator, run_benchmark
-    from ..eval.suite import load_suite
-    from ..faces import FaceAnalyzer
+def parse_methods(text: str | None) -> list[str]:
+    """`M1,M2` as a list of registered method names (ValueError naming the unknown ones)."""
     from ..methods import available_methods
-    from ..models import load_base_model
-    from ..training.distributed import distributed_context
 
-    suite = load_suite(args.suite)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else []
+    methods = [m.strip() for m in (text or "").split(",") if m.strip()]
     unknown = [m for m in methods if m not in available_methods()]
     if unknown:
         raise ValueError(
             f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}"
         )
+    return methods
+
+
+def cmd_bench(args) -> int:
+    from ..eval.report import write_report
+    from ..eval.runner import run_benchmark
+    from ..eval.suite import load_suite
+    from ..training.distributed import distributed_context
+
+    world = _load_world(args)
+    if world is None and not args.base:
+        raise ValueError("give the base model with --base MODEL, or use --world [DIR]")
+    suite = load_suite(args.suite, world.reference_people() if world is not None else None)
+    methods = parse_methods(args.methods)
     ctx = distributed_context()
     device, dtype = process_device(args, ctx)
-    recognizer = args.recognizer or default_evaluator_recognizer()
-    if recognizer == args.identity_recognizer:
-        print(
-            f"warning: the evaluator recogniser ({recognizer}) is the one identities are built with; "
-            "scores of methods that condition on it are inflated (install the dlib extra, or pass --recognizer)",
-            file=sys.stderr,
-        )
-    analyzer = FaceAnalyzer(recognizer, recognizer_kwargs=recognizer_kwargs(args))
-    clip = tiny_clip() if args.clip == "tiny-random" else ClipScorer.load(args.clip, device=device)
-    bank = None
-    if args.celeb_bank:
-        from ..data.celebs import CelebrityBank
-
-        bank = CelebrityBank.load(args.celeb_bank)
-    base = load_base_model(args.base, device=device, dtype=dtype)
-    settings = BenchSettings(
-        methods=methods,
-        base_spec=args.base,
-        method_settings=method_settings(args.set),
-        bank=bank,
-        identity_recognizer=args.identity_recognizer,
-    )
+    if world is not None:
+        evaluator, settings = _world_setup(args, world, suite, methods)
+    else:
+        evaluator, settings = _plain_setup(args, methods, device)
+    base = _load_base(args, world, device, dtype)
     out = run_benchmark(
         suite,
         base,
         args.out,
-        Evaluator(analyzer, clip),
+        evaluator,
         settings,
         process_index=ctx.process_index,
         num_processes=ctx.num_processes,
@@ -87,6 +77,85 @@ def cmd_bench(args) -> int:
         md, html = write_report(out)
         print(f"results: {out / 'results.jsonl'}\nreport: {md}\n        {html}")
     return 0
+
+
+def _load_world(args):
+    """The world `--world` names (None without the flag)."""
+    if args.world is None:
+        return None
+    if args.recognizer or args.clip or args.identity_recognizer:
+        raise ValueError(
+            "--world scores with the world's own recogniser, detector and CLIP; "
+            "drop --recognizer, --identity-recognizer and --clip"
+        )
+    from ..world.world import World
+
+    return World.load(args.world or None)
+
+
+def _load_base(args, world, device, dtype):
+    from ..models import load_base_model
+
+    spec = args.base or str(world.folder / "base")
+    return load_base_model(spec, device=device, dtype=dtype)
+
+
+def _world_setup(args, world, suite, methods):
+    """Evaluator and settings of a run in the miniature world."""
+    import sys
+
+    from ..eval.world_bench import world_evaluator, world_settings
+    from ..methods import get_method
+
+    if any(get_method(m).kind == "encoder" for m in methods):
+        print(
+            "note: in the world one recogniser builds the identities and scores the images; "
+            "encoder methods condition on it, so their face similarity is flattered",
+            file=sys.stderr,
+        )
+    settings = world_settings(
+        world,
+        args.out,
+        methods,
+        known_people=args.known_people or len(suite.identities),
+        method_settings=method_settings(args.set),
+        base_spec=args.base,
+    )
+    return world_evaluator(world), settings
+
+
+def _plain_setup(args, methods, device):
+    """Evaluator and settings of a run on real photos."""
+    import sys
+
+    from ..eval.clip import ClipScorer, tiny_clip
+    from ..eval.runner import BenchSettings, Evaluator
+    from ..faces import FaceAnalyzer
+
+    identity_recognizer = args.identity_recognizer or "sface"
+    recognizer = args.recognizer or default_evaluator_recognizer()
+    if recognizer == identity_recognizer:
+        print(
+            f"warning: the evaluator recogniser ({recognizer}) is the one identities are built with; "
+            "scores of methods that condition on it are inflated (install the dlib extra, or pass --recognizer)",
+            file=sys.stderr,
+        )
+    analyzer = FaceAnalyzer(recognizer, recognizer_kwargs=recognizer_kwargs(args))
+    clip_spec = args.clip or DEFAULT_CLIP
+    clip = tiny_clip() if clip_spec == "tiny-random" else ClipScorer.load(clip_spec, device=device)
+    bank = None
+    if args.celeb_bank:
+        from ..data.celebs import CelebrityBank
+
+        bank = CelebrityBank.load(args.celeb_bank)
+    settings = BenchSettings(
+        methods=methods,
+        base_spec=args.base,
+        method_settings=method_settings(args.set),
+        bank=bank,
+        identity_recognizer=identity_recognizer,
+    )
+    return Evaluator(analyzer, clip), settings
 
 
 def add_parsers(sub, common) -> None:
@@ -99,7 +168,10 @@ def add_parsers(sub, common) -> None:
         "(face similarity with an evaluator recogniser, CLIP-T, CLIP-I, face CLIP-I, normalised "
         "scores, aggregate) and write results.jsonl, report.md and report.html. A no-identity "
         "baseline is always included. Resumable (finished cells are not recomputed); shards "
-        "identities across processes under `accelerate launch -m sameface.cli bench ...`.",
+        "identities across processes under `accelerate launch -m sameface.cli bench ...`. "
+        "With --world the run happens in the miniature world (docs/evaluation.md): its base "
+        "model, its recogniser, detector, CLIP and context classifier (context accuracy), "
+        "whole-portrait identities, and two more baselines: known-by-name and copy-reference.",
     )
     p.add_argument(
         "--suite", required=True, metavar="FILE", help="suite YAML (see benchmarks/suites/)"
@@ -112,31 +184,45 @@ def add_parsers(sub, common) -> None:
     )
     p.add_argument(
         "--base",
-        required=True,
         metavar="MODEL",
-        help="base model: diffusers folder, .safetensors or hub id",
+        help="base model: diffusers folder, .safetensors or hub id (default with --world: the "
+        "world's model; required otherwise)",
+    )
+    p.add_argument(
+        "--world",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="run in the miniature world: DIR, else $SAMEFACE_WORLD, else the shipped world "
+        "(suites may then say `identities: world`)",
+    )
+    p.add_argument(
+        "--known-people",
+        type=int,
+        metavar="N",
+        help="with --world: known people the known-by-name baseline cycles through "
+        "(default: one per suite identity)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
     p.add_argument(
         "--recognizer",
         choices=["sface", "dlib", "insightface"],
-        help="evaluator recogniser (default: dlib if installed, else sface)",
+        help="evaluator recogniser (default: dlib if installed, else sface; not with --world)",
     )
     p.add_argument(
         "--insightface-model", metavar="PATH", help="insightface model-pack folder or ONNX file"
     )
     p.add_argument(
         "--identity-recognizer",
-        default="sface",
         choices=["sface", "dlib", "insightface"],
-        help="recogniser identities are built with, i.e. what methods condition on (default sface)",
+        help="recogniser identities are built with, i.e. what methods condition on (default "
+        "sface; not with --world)",
     )
     p.add_argument(
         "--clip",
-        default="openai/clip-vit-large-patch14",
         metavar="MODEL",
-        help="CLIP for CLIP-T / CLIP-I: local folder or hub id in the HF cache (default "
-        "openai/clip-vit-large-patch14); 'tiny-random' for plumbing tests (meaningless scores)",
+        help=f"CLIP for CLIP-T / CLIP-I: local folder or hub id in the HF cache (default "
+        f"{DEFAULT_CLIP}; not with --world); 'tiny-random' for plumbing tests (meaningless scores)",
     )
     p.add_argument(
         "--celeb-bank", metavar="DIR", help="celebrity bank for textual inversion's id init"
@@ -151,4 +237,4 @@ def add_parsers(sub, common) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-__all__ = ["add_parsers", "cmd_bench"]
+__all__ = ["add_parsers", "cmd_bench", "parse_methods"]

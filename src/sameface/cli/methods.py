@@ -207,12 +207,12 @@ def _encode_faces(args, out: Path, base, device, dtype) -> Path:
     analyzer = FaceAnalyzer(args.recognizer, recognizer_kwargs=recognizer_kwargs(args))
     identity = Identity.from_images(expand_images(args.faces), analyzer=analyzer, progress=True)
     if base is None:
-        from ..methods.pulid.model import read_meta
+        from ..methods.pulid.model import read_meta, recorded_path
 
         spec = read_meta(args.adapter).get("base")
         if not spec:
             raise SamefaceError(f"{args.adapter}: records no base model; pass --base")
-        base = load_base_model(spec, device=device, dtype=dtype)
+        base = load_base_model(recorded_path(args.adapter, spec), device=device, dtype=dtype)
     folder = out / "identity-artifact"
     config = method.config_cls(adapter=str(Path(args.adapter).resolve()))
     method.personalize(identity, base, config, folder, base_spec=base.source)

@@ -113,7 +113,6 @@ def prepare_face_dataset(
     from tqdm.auto import tqdm
 
     from ..faces import align_face, landmark_mask, square_crop
-    from ..imageio import save_image_atomic
 
     cfg = settings or PrepareSettings()
     src, out = Path(src), Path(out)
@@ -144,24 +143,17 @@ def prepare_face_dataset(
         mask, _ = square_crop(
             full_mask, face.bbox, expand=cfg.expand, size=cfg.resolution, pad_value=0
         )
-        sid = f"{next_id:07d}"
-        save_image_atomic(crop, out / "crops" / f"{sid}.png")
-        save_image_atomic(
-            align_face(res.image, face.landmarks, 112), out / "aligned" / f"{sid}.png"
-        )
-        save_image_atomic(
-            np.where(mask >= 128, 255, 0).astype(np.uint8), out / "masks" / f"{sid}.png"
-        )
-        _save_embedding(out / "embeddings" / f"{sid}.safetensors", res.embedding)
-        append_jsonl(
-            out / INDEX,
-            {
-                "id": sid,
-                "source": rel,
-                "caption": caption_for(path, src, captions, cfg.default_caption),
-                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lm_crop],
-                "score": round(float(face.score), 4),
-            },
+        write_sample(
+            out,
+            next_id,
+            crop=crop,
+            aligned=align_face(res.image, face.landmarks, 112),
+            mask=mask,
+            embedding=res.embedding,
+            source=rel,
+            caption=caption_for(path, src, captions, cfg.default_caption),
+            landmarks=lm_crop,
+            score=face.score,
         )
         next_id += 1
         counts["kept"] += 1
@@ -173,6 +165,56 @@ def prepare_face_dataset(
     }
     write_json_atomic(out / "prepare.json", summary)
     return summary
+
+
+def write_sample(
+    out: Path,
+    index: int,
+    *,
+    crop: np.ndarray,
+    aligned: np.ndarray,
+    mask: np.ndarray,
+    embedding: np.ndarray,
+    source: str,
+    caption: str,
+    landmarks: np.ndarray,
+    score: float,
+) -> str:
+    """Write one sample's files, then its index line (last, so a killed run leaves no half sample).
+
+    Args:
+        out: the dataset folder.
+        index: the sample's number (its id is the zero-padded number).
+        crop: square RGB uint8 training image.
+        aligned: 112×112 ArcFace-aligned RGB uint8 face.
+        mask: face mask in the crop's frame (uint8, >= 128 = face).
+        embedding: the preparing recogniser's face embedding.
+        source: where the sample came from (reruns skip sources already written).
+        caption: the training caption.
+        landmarks: (5, 2) face landmarks in the crop's pixels.
+        score: detector confidence.
+
+    Returns:
+        The sample id.
+    """
+    from ..imageio import save_image_atomic
+
+    sid = f"{index:07d}"
+    save_image_atomic(crop, out / "crops" / f"{sid}.png")
+    save_image_atomic(aligned, out / "aligned" / f"{sid}.png")
+    save_image_atomic(np.where(mask >= 128, 255, 0).astype(np.uint8), out / "masks" / f"{sid}.png")
+    _save_embedding(out / "embeddings" / f"{sid}.safetensors", embedding)
+    append_jsonl(
+        out / INDEX,
+        {
+            "id": sid,
+            "source": source,
+            "caption": caption,
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in landmarks],
+            "score": round(float(score), 4),
+        },
+    )
+    return sid
 
 
 def _check(analyzer: Any, path: Path, cfg: PrepareSettings) -> tuple[str | None, Any]:

@@ -14,7 +14,10 @@ next to them (or into `out_dir`):
   nothing fetched from anywhere.
 
 The no-identity baseline (method `none`) is listed first everywhere, so every number is
-read against its floor.
+read against its floor; the optional baselines `known-by-name` (the base model given a person
+it knows by name) and `copy-reference` (a reference photo as the image: the fidelity ceiling)
+follow it, then the methods. Runs scored with a context classifier (the miniature world) get a
+context-accuracy column.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ArtifactError, SamefaceError
@@ -39,6 +43,15 @@ __all__ = ["BASELINE", "RunData", "load_run", "write_report"]
 
 BASELINE = "none"
 """Method name of the no-identity baseline (the prompt with "a person", no identity)."""
+
+BASELINE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        BASELINE: "no identity",
+        "known-by-name": "a known person, by name",
+        "copy-reference": "a reference photo",
+    }
+)
+"""Every baseline the runner can record, in report order, with what its images are."""
 
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
@@ -54,12 +67,23 @@ _SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("id_norm", "id_norm", "score"),
     ("text_norm", "text_norm", "score"),
     ("aggregate", "aggregate", "score"),
+    ("context_accuracy", "context acc.", "score"),
     ("personalize_time_s", "personalise s", "time"),
     ("gen_time_s", "s/image", "time"),
 )
 _MEMORY_COLUMN = ("personalize_peak_mem_mb", "personalise peak MB", "memory")
 
 _DASH = "—"
+
+
+def _label(method: str) -> str:
+    """A method's name, with what its images are for a baseline."""
+    what = BASELINE_LABELS.get(method)
+    return f"{method} ({what})" if what else method
+
+
+def _row_classes(methods: Sequence[str]) -> list[str]:
+    return ["baseline" if m in BASELINE_LABELS else "" for m in methods]
 
 
 # ---- loading ------------------------------------------------------------------------
@@ -77,7 +101,8 @@ class RunData:
         references: identity -> its `"type": "reference"` record.
         skipped_lines: lines of `results.jsonl` that could not be used (e.g. a partially
             written last line).
-        methods: method names, the baseline first, then in `run.json` order.
+        methods: method names, the baselines first (`BASELINE_LABELS` order), then in
+            `run.json` order.
         identities: identity names in order of appearance.
         prompts: `(prompt_index, prompt)` sorted by index.
         notes: problems worth telling the reader (missing run.json, missing baseline).
@@ -226,10 +251,10 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
             seen.append(r["method"])
     order = [m for m in _method_names(meta.get("methods")) if m in seen]
     order += [m for m in seen if m not in order]
-    if BASELINE in order:
-        order.remove(BASELINE)
-        order.insert(0, BASELINE)
-    else:
+    order = [m for m in BASELINE_LABELS if m in order] + [
+        m for m in order if m not in BASELINE_LABELS
+    ]
+    if BASELINE not in order:
         notes.append(
             f"The no-identity baseline (method '{BASELINE}') is missing from this run, "
             "so the numbers below have no floor to be read against."
@@ -525,9 +550,11 @@ def _method_colours(methods: Sequence[str]) -> dict[str, Any]:
     palette = colormaps["tab10"].colors
     colours: dict[str, Any] = {}
     k = 0
+    greys = {BASELINE: (0.45, 0.45, 0.45), "known-by-name": (0.7, 0.55, 0.3)}
+    greys["copy-reference"] = (0.15, 0.15, 0.15)
     for m in methods:
-        if m == BASELINE:
-            colours[m] = (0.45, 0.45, 0.45)
+        if m in greys:
+            colours[m] = greys[m]
         else:
             colours[m] = palette[k % len(palette)]
             k += 1
@@ -572,13 +599,13 @@ def _draw_scatter(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]) 
                 return None
             return [[s.mean - s.low], [s.high - s.mean]]
 
-        label = f"{m} (no identity)" if m == BASELINE else m
+        label = _label(m)
         ax.errorbar(
             [sx.mean],
             [sy.mean],
             xerr=err(sx),
             yerr=err(sy),
-            fmt="s" if m == BASELINE else "o",
+            fmt="s" if m in BASELINE_LABELS else "o",
             markersize=10,
             markeredgecolor="black",
             markeredgewidth=0.8,
@@ -716,8 +743,8 @@ def _draw_grid(run: RunData, identity: str, cell: int) -> bytes:
     for r, method in enumerate(run.methods):
         y = top + r * (row_h + gap)
         label = _wrap(probe, method, font, label_w - 10, 3)
-        if method == BASELINE:
-            label.append("(no identity)")
+        if method in BASELINE_LABELS:
+            label += _wrap(probe, f"({BASELINE_LABELS[method]})", small, label_w - 10, 2)
         for k, text in enumerate(label):
             draw.text((pad, y + cell / 2 - 8 * len(label) + k * line_h), text, fill=ink, font=font)
         # reference column: the crops stacked down the rows
@@ -822,8 +849,8 @@ def _protocol_blocks(run: RunData) -> list:
     cond = cond if isinstance(cond, Mapping) else {}
     crow: list[list] = []
     for m in run.methods:
-        if m == BASELINE:
-            used = "— (no identity input)"
+        if m in BASELINE_LABELS:
+            used = f"— ({BASELINE_LABELS[m]}: no identity input)"
         elif m not in cond:
             used = "not recorded"
         elif cond[m] is None:
@@ -831,7 +858,7 @@ def _protocol_blocks(run: RunData) -> list:
         else:
             used = _fmt_model(cond[m])
         warn = ""
-        cname = _model_name(cond.get(m)) if m != BASELINE else None
+        cname = _model_name(cond.get(m)) if m not in BASELINE_LABELS else None
         if cname and eval_name and cname.lower() == eval_name.lower():
             warn = "⚠ same recogniser conditions and evaluates: face similarity likely inflated"
         crow.append([m, used, _fmt_model(recognizer), warn])
@@ -846,7 +873,7 @@ def _protocol_blocks(run: RunData) -> list:
         _Table(
             ["method", "conditioned on", "evaluated with", "note"],
             crow,
-            row_classes=["baseline" if m == BASELINE else "" for m in run.methods],
+            row_classes=_row_classes(run.methods),
             numeric_from=99,
         ),
     ]
@@ -854,14 +881,15 @@ def _protocol_blocks(run: RunData) -> list:
 
 
 def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]) -> list:
-    columns = list(_SUMMARY_COLUMNS)
+    has_context = any(summaries[m]["context_accuracy"].n for m in run.methods)
+    columns = [c for c in _SUMMARY_COLUMNS if has_context or c[0] != "context_accuracy"]
     if any(summaries[m]["personalize_peak_mem_mb"].n for m in run.methods):
         columns.append(_MEMORY_COLUMN)
     header = ["method", *[label for _, label, _ in columns]]
     rows = []
     for m in run.methods:
         s = summaries[m]
-        row = [f"{m} (no identity)" if m == BASELINE else m]
+        row = [_label(m)]
         for key, _, kind in columns:
             v = _fmt_interval(s[key], kind)
             row.append(v if v == _DASH else [v, _N(s[key].n)])
@@ -876,9 +904,7 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
                 "seeds and treated as independent, so the intervals are on the optimistic side."
             ]
         ),
-        _Table(
-            header, rows, row_classes=["baseline" if m == BASELINE else "" for m in run.methods]
-        ),
+        _Table(header, rows, row_classes=_row_classes(run.methods)),
         _Bullets(
             [
                 [
@@ -905,17 +931,53 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
                     " row is the base model given the prompt without "
                     "the identity: the floor every other number is read against.",
                 ],
+                *_extra_bullets(run, has_context),
             ]
         ),
     ]
 
 
+def _extra_bullets(run: RunData, has_context: bool) -> list:
+    """Notes on the optional baselines and the context accuracy, when the run has them."""
+    out: list = []
+    if "known-by-name" in run.methods:
+        out.append(
+            [
+                _Code("known-by-name"),
+                ": the base model given the name of a person it was trained on (identity i "
+                "paired with known person i) instead of the placeholder; its face similarity "
+                "is against that person's reference photos: what the model does for someone "
+                "it knows.",
+            ]
+        )
+    if "copy-reference" in run.methods:
+        out.append(
+            [
+                _Code("copy-reference"),
+                ": a reference photo (number seed mod photos) as the image, scored like the "
+                "others: the fidelity ceiling and the editability floor.",
+            ]
+        )
+    if has_context:
+        out.append(
+            [
+                "context acc.: the fraction of the attributes the prompt asks for (background, "
+                "pattern, style, framing, accessories) that the context classifier reads off "
+                "the image; prompts that ask for none are left out."
+            ]
+        )
+    return out
+
+
 def _per_prompt_blocks(run: RunData) -> list:
     blocks: list = [_Heading(2, "Per prompt")]
-    for key, title in (
+    metrics = [
         ("face_similarity_with_misses", "Face similarity (misses = 0)"),
         ("clip_t", "CLIP-T"),
-    ):
+    ]
+    if any(_finite(r.get("context_accuracy")) for r in run.images):
+        metrics.append(("context_accuracy", "Context accuracy"))
+    for key, title in metrics:
         rows = []
         for idx, prompt in run.prompts:
             row: list = [str(idx), _Code(prompt)]

@@ -4,7 +4,11 @@ Resumable (records already in `results*.jsonl` are skipped; generated images and
 are cached on disk) and sharded by identity under `accelerate launch` (each process writes
 its own part; the main process merges them, so nothing is lost or duplicated). The
 no-identity baseline ("none": the base model with the person written as "a person") is
-always run first for each identity: CLIP-I and the FeedFace normalisation need it.
+always run first for each identity: CLIP-I and the FeedFace normalisation need it. Two more
+baselines can be asked for (`BenchSettings.extra_baselines`): "known-by-name" (the base model
+given the name of a person it was trained on: what it does for someone it knows) and
+"copy-reference" (a reference photo itself as the "generated" image: the fidelity ceiling and
+editability floor).
 """
 
 from __future__ import annotations
@@ -26,21 +30,30 @@ from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, 
 from .suite import Suite
 
 BASELINE = "none"
+KNOWN_BY_NAME = "known-by-name"
+COPY_REFERENCE = "copy-reference"
+EXTRA_BASELINES = (KNOWN_BY_NAME, COPY_REFERENCE)
+"""Optional baselines, in the order they run and are reported (after "none")."""
 RESULTS = "results.jsonl"
 
 
 @dataclass
 class Evaluator:
-    """The models that score generations; both are named in the report.
+    """The models that score generations; they are named in the report.
 
     Attributes:
         analyzer: `FaceAnalyzer` with the evaluator recogniser (should differ from the one a
             method conditions on).
         clip: a `ClipScorer`.
+        context: optional context classifier (`predict(list_of_rgb) -> list[dict]`, e.g. the
+            miniature world's); when given, every image record gets `context_predicted` and
+            `context_accuracy` (the fraction of the attributes the prompt asks for that the
+            image shows; None when the prompt asks for none).
     """
 
     analyzer: Any
     clip: Any
+    context: Any = None
 
 
 @dataclass
@@ -52,7 +65,15 @@ class BenchSettings:
         base_spec: how the base model was given (recorded).
         method_settings: per-method config overrides, on top of the suite's.
         bank: celebrity bank for textual inversion's id init, or None.
-        identity_recognizer: recogniser the identities are built with (what methods condition on).
+        identity_recognizer: recogniser the identities are built with (what methods condition
+            on); its name when `identity_analyzer` is given.
+        identity_analyzer: a ready `FaceAnalyzer` to build identities with (e.g. the world's);
+            None = `FaceAnalyzer(identity_recognizer)`.
+        identity_square_expand: the identities' square crops (what textual inversion trains
+            on): the face box expanded this much, or None for the whole image.
+        known_people: (name, reference photo paths) of people the base model knows by name,
+            for the "known-by-name" baseline (suite identity i is paired with person i, cycled).
+        extra_baselines: any of `EXTRA_BASELINES` ("known-by-name", "copy-reference").
     """
 
     methods: list[str]
@@ -60,6 +81,21 @@ class BenchSettings:
     method_settings: dict = field(default_factory=dict)
     bank: Any = None
     identity_recognizer: str = "sface"
+    identity_analyzer: Any = None
+    identity_square_expand: float | None = 1.1
+    known_people: list[tuple[str, list]] | None = None
+    extra_baselines: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.extra_baselines if b not in EXTRA_BASELINES]
+        if unknown:
+            raise ValueError(
+                f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_BASELINES)}"
+            )
+        if KNOWN_BY_NAME in self.extra_baselines and not self.known_people:
+            raise ValueError(f"the {KNOWN_BY_NAME!r} baseline needs known_people")
+        # Always in the reported order, whatever order they were given in.
+        self.extra_baselines = tuple(b for b in EXTRA_BASELINES if b in self.extra_baselines)
 
 
 def run_benchmark(
@@ -97,9 +133,9 @@ def run_benchmark(
         )
     part = out / (RESULTS if num_processes == 1 else f"results.part{process_index}.jsonl")
     done = _done_keys(out)
-    mine = [ident for i, ident in enumerate(suite.identities) if i % num_processes == process_index]
-    for ident in _bar(mine, progress, "identities"):
-        _run_identity(ident, suite, base, out, evaluator, settings, methods, part, done, progress)
+    mine = [i for i in range(len(suite.identities)) if i % num_processes == process_index]
+    for index in _bar(mine, progress, "identities"):
+        _run_identity(index, suite, base, out, evaluator, settings, methods, part, done, progress)
     if num_processes > 1:
         if wait_fn is not None:
             wait_fn()
@@ -108,29 +144,42 @@ def run_benchmark(
     return out
 
 
-def _run_identity(
-    ident, suite, base, out, evaluator, settings, methods, part, done, progress
-) -> None:
-    from ..faces import FaceAnalyzer
-    from ..identity import Identity
+@dataclass
+class _Scorer:
+    """Scores one identity's images and records them (skipping those already recorded)."""
 
-    id_dir = out / "identities" / ident.name
-    try:
-        identity = Identity.load(id_dir)
-    except SamefaceError:
-        identity = Identity.from_images(
-            ident.photos, analyzer=FaceAnalyzer(settings.identity_recognizer)
-        )
-        identity.save(id_dir, overwrite=True)
+    suite: Suite
+    out: Path
+    part: Path
+    done: set
+    evaluator: Evaluator
+    identity: str
+    reference: np.ndarray
+    ref_clip: np.ndarray
+    norms: dict
+    baseline: dict
+
+    def add(self, method, pi, seed, img, secs, path, *, reference=None, norms=None, extra=None):
+        """Score `img` (made for prompt `pi` and `seed`) against `reference` and record it."""
+        ref = self.reference if reference is None else reference
+        rec = _score(img, self.suite.prompts[pi], self.suite, ref, self.evaluator)
+        rec |= {"image_path": path, "gen_time_s": secs, "extra": extra or {}}
+        emb = self.evaluator.clip.image_embeddings([img])[0]
+        rec["clip_i"] = float(emb @ self.baseline[(pi, seed)]["clip_emb"])
+        args = (self.suite, pi, seed, rec, self.ref_clip, norms or self.norms, self.out)
+        _record(self.part, self.done, method, self.identity, *args)
+
+
+def _run_identity(
+    index, suite, base, out, evaluator, settings, methods, part, done, progress
+) -> None:
+    ident = suite.identities[index]
+    identity = _identity(ident, out, settings)
 
     # Reference: the evaluator's embedding of each photo, their mean, and their face crops.
-    refs = [evaluator.analyzer.analyze(p, strict=True) for p in ident.photos]
-    ref_embs = np.stack([r.embedding for r in refs])
-    reference = ref_embs.mean(0)
-    reference /= np.linalg.norm(reference)
+    reference, self_sim = _reference_embedding(evaluator, ident.photos)
     ref_crops = list(identity.squares)
     ref_clip = evaluator.clip.image_embeddings(ref_crops)
-    self_sim = mean_pairwise(ref_embs)
     if ("reference", ident.name) not in done:
         paths = []
         for k, crop in enumerate(ref_crops):
@@ -151,7 +200,7 @@ def _run_identity(
     baseline: dict[tuple[int, int], dict] = {}
     for pi, prompt in enumerate(suite.prompts):
         for seed in suite.seeds:
-            path = out / "images" / BASELINE / ident.name / f"p{pi:02d}_s{seed}.png"
+            path = _image_path(out, BASELINE, ident.name, pi, seed)
             img, secs = _cached_or_generate(
                 path,
                 _generate,
@@ -169,6 +218,15 @@ def _run_identity(
     norms = _normalisers(suite, baseline, self_sim, ref_clip, evaluator)
     for (pi, seed), rec in baseline.items():
         _record(part, done, BASELINE, ident.name, suite, pi, seed, rec, ref_clip, norms, out)
+
+    scorer = _Scorer(
+        suite, out, part, done, evaluator, ident.name, reference, ref_clip, norms, baseline
+    )
+    if KNOWN_BY_NAME in settings.extra_baselines:
+        person = settings.known_people[index % len(settings.known_people)]
+        _run_known_by_name(scorer, person, base_pipe, base)
+    if COPY_REFERENCE in settings.extra_baselines:
+        _run_copy_reference(scorer, ident.photos)
 
     for method in methods:
         art = out / "artifacts" / method.name / ident.name
@@ -202,34 +260,98 @@ def _run_identity(
                 default=_json_default,
             )
         with method.pipeline_cls.from_artifact(art, base) as pipe:
-            for pi, prompt in enumerate(suite.prompts):
-                for seed in suite.seeds:
-                    if (method.name, ident.name, pi, seed) in done:
-                        continue
-                    path = out / "images" / method.name / ident.name / f"p{pi:02d}_s{seed}.png"
-                    img, secs = _cached_or_generate(
-                        path, _generate, pipe, base, suite, prompt, seed
-                    )
-                    rec = _score(img, prompt, suite, reference, evaluator) | {
-                        "image_path": path,
-                        "gen_time_s": secs,
-                    }
-                    rec["clip_i"] = float(
-                        evaluator.clip.image_embeddings([img])[0] @ baseline[(pi, seed)]["clip_emb"]
-                    )
-                    _record(
-                        part,
-                        done,
-                        method.name,
-                        ident.name,
-                        suite,
-                        pi,
-                        seed,
-                        rec,
-                        ref_clip,
-                        norms,
-                        out,
-                    )
+            for pi, prompt, seed in _cells(suite):
+                if (method.name, ident.name, pi, seed) in done:
+                    continue
+                path = _image_path(out, method.name, ident.name, pi, seed)
+                img, secs = _cached_or_generate(path, _generate, pipe, base, suite, prompt, seed)
+                scorer.add(method.name, pi, seed, img, secs, path)
+
+
+def _identity(ident, out: Path, settings: BenchSettings) -> Any:
+    """The suite identity's `Identity`, built once and cached in the run folder."""
+    from ..faces import FaceAnalyzer
+    from ..identity import Identity
+
+    id_dir = out / "identities" / ident.name
+    try:
+        return Identity.load(id_dir)
+    except SamefaceError:
+        pass
+    analyzer = settings.identity_analyzer
+    if analyzer is None:
+        analyzer = FaceAnalyzer(settings.identity_recognizer)
+    identity = Identity.from_images(
+        ident.photos, analyzer=analyzer, square_expand=settings.identity_square_expand
+    )
+    identity.save(id_dir, overwrite=True)
+    return identity
+
+
+def _reference_embedding(evaluator: Evaluator, photos: list) -> tuple[np.ndarray, float | None]:
+    """(unit mean of the evaluator's embeddings of `photos`, their mean pairwise similarity)."""
+    embs = np.stack([evaluator.analyzer.analyze(p, strict=True).embedding for p in photos])
+    mean = embs.mean(0)
+    return mean / np.linalg.norm(mean), mean_pairwise(embs)
+
+
+def _cells(suite: Suite):
+    """(prompt index, prompt, seed) for every image of an identity."""
+    for pi, prompt in enumerate(suite.prompts):
+        for seed in suite.seeds:
+            yield pi, prompt, seed
+
+
+def _image_path(out: Path, method: str, identity: str, pi: int, seed: int) -> Path:
+    return out / "images" / method / identity / f"p{pi:02d}_s{seed}.png"
+
+
+def _run_copy_reference(scorer: _Scorer, photos: list) -> None:
+    """The "copy-reference" baseline: reference photo (seed mod #photos), scored as generated."""
+    from ..imageio import load_image
+
+    for pi, _prompt, seed in _cells(scorer.suite):
+        if (COPY_REFERENCE, scorer.identity, pi, seed) in scorer.done:
+            continue
+        path = _image_path(scorer.out, COPY_REFERENCE, scorer.identity, pi, seed)
+        photo = photos[seed % len(photos)]
+        img, _ = _cached_or_generate(path, load_image, photo)
+        extra = {"reference_photo": Path(photo).name}
+        scorer.add(COPY_REFERENCE, pi, seed, img, None, path, extra=extra)
+
+
+def _run_known_by_name(scorer: _Scorer, person: tuple[str, list], pipe: Any, base: Any) -> None:
+    """The "known-by-name" baseline: the base model given a known person's name.
+
+    Face similarity is against that person's reference photos, normalised between the
+    no-identity images' similarity to them and their self-similarity.
+    """
+    suite, evaluator = scorer.suite, scorer.evaluator
+    name, photos = person
+    cells = [
+        c for c in _cells(suite) if (KNOWN_BY_NAME, scorer.identity, c[0], c[2]) not in scorer.done
+    ]
+    if not cells:
+        return
+    reference, self_sim = _reference_embedding(evaluator, list(photos))
+    norms = {}
+    for pi in range(len(suite.prompts)):
+        recs = [r for (p, _), r in scorer.baseline.items() if p == pi]
+        floor = [
+            0.0 if r["face"].embedding is None else float(r["face"].embedding @ reference)
+            for r in recs
+        ]
+        norms[pi] = scorer.norms[pi] | {
+            "id": (float(np.mean(floor)), 1.0 if self_sim is None else self_sim)
+        }
+    for pi, prompt, seed in cells:
+        text = prompt.replace(suite.placeholder, name)
+        path = _image_path(scorer.out, KNOWN_BY_NAME, scorer.identity, pi, seed)
+        img, secs = _cached_or_generate(path, _generate, pipe, base, suite, text, seed)
+        extra = {"known_person": name, "generation_prompt": text}
+        scorer.add(
+            KNOWN_BY_NAME, pi, seed, img, secs, path, reference=reference, norms=norms, extra=extra
+        )
 
 
 def _score(
@@ -240,7 +362,23 @@ def _score(
     text = evaluator.clip.text_embeddings([neutral_prompt(prompt, suite.placeholder)])[0]
     clip_t = float(evaluator.clip.image_embeddings([img])[0] @ text)
     face_clip = evaluator.clip.image_embeddings([face.crop])[0] if face.crop is not None else None
-    return {"face": face, "clip_t": clip_t, "face_clip": face_clip}
+    out = {"face": face, "clip_t": clip_t, "face_clip": face_clip}
+    if evaluator.context is not None:
+        out |= _score_context(img, prompt, suite, evaluator.context)
+    return out
+
+
+def _score_context(img: np.ndarray, prompt: str, suite: Suite, classifier: Any) -> dict:
+    """What the context classifier sees, and the fraction of the prompt's asked attributes shown."""
+    from ..world.captions import parse_caption
+    from ..world.faces import context_accuracy
+
+    predicted = classifier.predict([img])[0]
+    _, asked = parse_caption(neutral_prompt(prompt, suite.placeholder))
+    return {
+        "context_predicted": predicted,
+        "context_accuracy": context_accuracy(predicted, asked),
+    }
 
 
 def _normalisers(
@@ -292,6 +430,8 @@ def _record(part, done, method, identity, suite, pi, seed, rec, ref_clip, norms,
         "aggregate": aggregate_score(rec["clip_t"], face.with_misses),
         "gen_time_s": rec["gen_time_s"],
     }
+    row |= {k: rec[k] for k in ("context_accuracy", "context_predicted") if k in rec}
+    row |= rec.get("extra") or {}
     append_jsonl(part, row, default=_json_default)
     done.add((method, identity, pi, seed))
 
@@ -420,18 +560,30 @@ def merge_results(out: Path) -> Path:
 
 def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, methods: list) -> dict:
     rec = evaluator.analyzer.recognizer
+    context = evaluator.context
     return {
         "suite": suite.name,
         "suite_file": str(suite.path) if suite.path else None,
         "description": suite.description,
         "base": settings.base_spec,
-        "methods": [BASELINE] + [m.name for m in methods],
-        "evaluator": {"recognizer": rec.describe(), "clip": evaluator.clip.name},
+        "methods": [BASELINE, *settings.extra_baselines] + [m.name for m in methods],
+        "baselines": [BASELINE, *settings.extra_baselines],
+        "evaluator": {
+            "recognizer": rec.describe(),
+            "clip": evaluator.clip.name,
+            "context": None
+            if context is None
+            else getattr(context, "name", type(context).__name__),
+        },
         # Textual inversion conditions on no face model; encoder methods name theirs.
         "conditioning_recognizers": {
             m.name: (settings.identity_recognizer if m.kind == "encoder" else None) for m in methods
         },
         "identity_recognizer": settings.identity_recognizer,
+        "identity_square_expand": settings.identity_square_expand,
+        "known_people": [name for name, _ in settings.known_people or []]
+        if KNOWN_BY_NAME in settings.extra_baselines
+        else None,
         "protocol": suite.to_dict() | {"method_settings": settings.method_settings},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sameface_version": __version__,

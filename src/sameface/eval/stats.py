@@ -37,6 +37,7 @@ IMAGE_METRICS: tuple[str, ...] = (
     "id_norm",
     "text_norm",
     "aggregate",
+    "context_accuracy",
     "gen_time_s",
 )
 """Per-image numeric fields of a `"type": "image"` record that `summarise` averages."""

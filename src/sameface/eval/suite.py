@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SamefaceError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+WORLD_IDENTITIES = "world"
+"""`identities: world` in a suite: every reference person of the miniature world in use."""
 
 
 @dataclass
@@ -88,15 +91,26 @@ class Suite:
         }
 
 
-def load_suite(path: str | os.PathLike) -> Suite:
+def load_suite(
+    path: str | os.PathLike, world_people: Mapping[str, list[Path]] | None = None
+) -> Suite:
     """Read a suite YAML file; photo paths are relative to the file.
 
-    YAML keys: name, description, identities (list of {name, photos: [files or folders]} or
-    a folder holding one sub-folder per person), prompts, seeds or images_per_prompt,
-    resolution, num_inference_steps, guidance_scale, negative_prompt, placeholder, methods.
+    YAML keys: name, description, identities (list of {name, photos: [files or folders]}, a
+    folder holding one sub-folder per person, or `world`: the reference people of the world
+    in use), max_identities (only the first N people), photos_per_identity (use only each
+    person's first N photos), prompts, seeds or
+    images_per_prompt, resolution, num_inference_steps, guidance_scale, negative_prompt,
+    placeholder, methods.
+
+    Args:
+        path: the YAML file.
+        world_people: {name: photo paths} that `identities: world` stands for
+            (`World.reference_people()`); None when no world is in use.
 
     Raises:
-        SamefaceError: unreadable file, missing photos, or an invalid protocol.
+        SamefaceError: unreadable file, missing photos, `identities: world` without a world,
+            or an invalid protocol.
     """
     import yaml
 
@@ -109,9 +123,21 @@ def load_suite(path: str | os.PathLike) -> Suite:
         raise SamefaceError(f"{path}: a suite is a YAML mapping")
     root = path.parent
     ids = doc.get("identities")
-    if isinstance(ids, str):  # a folder with one sub-folder per person
+    if ids == WORLD_IDENTITIES:
+        if world_people is None:
+            raise SamefaceError(
+                f"{path}: `identities: world` needs a world; run it with `sameface bench --world`"
+            )
+        ids = [{"name": n, "photos": [str(p) for p in ps]} for n, ps in world_people.items()]
+    elif isinstance(ids, str):  # a folder with one sub-folder per person
         folder = _resolve(root, ids)
         ids = [{"name": d.name, "photos": [str(d)]} for d in sorted(folder.iterdir()) if d.is_dir()]
+    per_identity = doc.get("photos_per_identity")
+    max_identities = doc.get("max_identities")
+    for key, val in (("photos_per_identity", per_identity), ("max_identities", max_identities)):
+        if val is not None and (not isinstance(val, int) or val < 1):
+            raise SamefaceError(f"{path}: {key} must be a positive integer")
+    ids = (ids or [])[:max_identities] if isinstance(ids, list) else ids
     identities = []
     for item in ids or []:
         if not isinstance(item, dict) or "name" not in item or "photos" not in item:
@@ -126,7 +152,7 @@ def load_suite(path: str | os.PathLike) -> Suite:
             )
         if not photos:
             raise SamefaceError(f"{path}: identity {item['name']!r} has no photos")
-        identities.append(SuiteIdentity(str(item["name"]), photos))
+        identities.append(SuiteIdentity(str(item["name"]), photos[:per_identity]))
     seeds = doc.get("seeds")
     if seeds is None:
         seeds = list(range(int(doc.get("images_per_prompt", 1))))

@@ -365,7 +365,8 @@ def load_base_model(
     Args:
         spec: a diffusers folder, a single-file `.safetensors` checkpoint, or a hub id looked
             up in the Hugging Face cache (see `resolve_model_source`).
-        dtype: torch dtype to load weights in (default: as stored / float32).
+        dtype: torch dtype to load weights in (default: as stored; float32 when the
+            stored modules differ, as fp16 files load half-upcast).
         device: where to put the modules.
         cache_dir: Hugging Face hub cache folder (default from `HF_HUB_CACHE` / `HF_HOME`).
         local_files_only: `False` allows downloading a hub id's missing files (unless
@@ -405,8 +406,17 @@ def load_base_model(
         _check_materialised(model)
     else:
         model = _load_diffusers_folder(resolved, info, dtype, tokenizer_cache_dir)
+    if dtype is None and len({_dtype(m) for m in model.modules().values()}) > 1:
+        # e.g. fp16 files: diffusers upcasts its modules to float32, transformers does not.
+        import torch
+
+        model.to(dtype=torch.float32)
     check_consistency(model)
     return model.to(device=device)
+
+
+def _dtype(module: Any) -> Any:
+    return next(module.parameters()).dtype
 
 
 def _check_materialised(model: BaseModel) -> None:

@@ -12,8 +12,10 @@ import os
 from dataclasses import asdict, dataclass
 
 ENCODERS = ("idformer", "mlp")
-RECOGNIZER_DIMS = {"sface": 128, "insightface": 512, "dlib": 128}
-"""Embedding width of each recogniser sameface has (`sameface.faces.recognizers`)."""
+RECOGNIZER_DIMS = {"sface": 128, "insightface": 512, "dlib": 128, "world": 64}
+"""Embedding width of each recogniser sameface has (`sameface.faces.recognizers`; "world" is
+the proving-ground world's, `sameface.world.faces.WorldRecognizer`: 64 in the shipped world,
+read from the world itself by `PuLIDConfig.recognizer_dim`)."""
 FAST_SAMPLERS = ("lcm", "turbo", "ddim")
 ADAPTER_INITS = ("auto", "copy", "zero_v", "random")
 UNCOND_VIT = ("zeros", "black")
@@ -49,7 +51,10 @@ class PuLIDConfig:
             ViT tokens joined along the sequence) or "mean" (averaged first).
         recognizer: face recogniser of the ID embedding: "sface" (128-d, ships offline),
             "insightface" (512-d ArcFace antelopev2, PuLID's choice, when its files are
-            local) or "dlib" (128-d). The identity must be built with the same one.
+            local), "dlib" (128-d) or "world" (the proving-ground world's recogniser and
+            detector, `world`). The identity must be built with the same one.
+        world: the proving-ground world folder of `recognizer: world`; None = the one
+            `sameface.world.world.resolve_world` finds ($SAMEFACE_WORLD, else the shipped one).
         clip_vision: the CLIP image encoder: a local folder, a hub id already in the Hugging
             Face cache (never downloaded), or "tiny-random[:seed]" (tests). PuLID uses
             EVA02-CLIP-L-14-336; the closest transformers model is
@@ -107,6 +112,7 @@ class PuLIDConfig:
     mlp_dim: int = 1024
     multi_photo: str = "concat"
     recognizer: str = "sface"
+    world: str | None = None
     clip_vision: str = "openai/clip-vit-large-patch14-336"
     adapter_init: str = "copy"
     uncond_vit: str = "zeros"
@@ -143,6 +149,8 @@ class PuLIDConfig:
             self.adapter = os.fspath(self.adapter)
         if isinstance(self.fast_weights, os.PathLike):
             self.fast_weights = os.fspath(self.fast_weights)
+        if isinstance(self.world, os.PathLike):
+            self.world = os.fspath(self.world)
         choices = {
             "encoder": ENCODERS,
             "recognizer": tuple(RECOGNIZER_DIMS),
@@ -195,8 +203,11 @@ class PuLIDConfig:
 
     @property
     def recognizer_dim(self) -> int:
-        """Width of the recogniser's embedding (128 SFace / dlib, 512 insightface)."""
-        return RECOGNIZER_DIMS[self.recognizer]
+        """Width of the recogniser's embedding (128 SFace / dlib, 512 insightface; the world's
+        own width for "world", read from its folder)."""
+        from .recognition import recognizer_dim
+
+        return recognizer_dim(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -290,7 +301,7 @@ def _type_errors(cfg: PuLIDConfig) -> list[str]:
     betas = cfg.adam_betas
     if not isinstance(betas, (list, tuple)) or not all(map(_is_number, betas)):
         errors.append(f"adam_betas must be two numbers, got {betas!r}")
-    for name in ("adapter", "fast_weights"):
+    for name in ("adapter", "fast_weights", "world"):
         v = getattr(cfg, name)
         if v is not None and not isinstance(v, (str, os.PathLike)):
             errors.append(f"{name} must be a path or unset, got {v!r}")

@@ -33,7 +33,15 @@ from .config import RECOGNIZER_DIMS, PuLIDConfig
 from .crops import aligned_face_masks, template_face_mask
 from .vision import ClipVision
 
-__all__ = ["ADAPTER_FILE", "ENCODER_FILE", "FORMAT", "META_FILE", "PuLIDModel", "read_meta"]
+__all__ = [
+    "ADAPTER_FILE",
+    "ENCODER_FILE",
+    "FORMAT",
+    "META_FILE",
+    "PuLIDModel",
+    "read_meta",
+    "recorded_path",
+]
 
 ADAPTER_FILE = "adapter.safetensors"
 ENCODER_FILE = "encoder.safetensors"
@@ -511,6 +519,15 @@ def read_meta(folder: str | os.PathLike) -> dict:
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise ArtifactError(f"{path}: format {meta['format_version']} is newer; upgrade sameface")
     return meta
+
+
+def recorded_path(folder: str | os.PathLike, spec: str) -> str:
+    """A model path `pulid.json` records: "./…" and "../…" are relative to the PuLID folder
+    (so a folder shipped inside another, e.g. a world's `pulid/` next to its `clip/`, can
+    move); anything else (absolute path, hub id, "tiny-random") as it is."""
+    if spec.startswith(("./", "../")):
+        return str((Path(folder) / spec).resolve())
+    return spec
 
 
 def _check_shapes(

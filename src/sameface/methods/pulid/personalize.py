@@ -16,7 +16,7 @@ from ...errors import SamefaceError
 from ...identity import check_destination
 from .artifact import TOKENS_FILE, save_tokens
 from .config import UNTRAINED, PuLIDConfig
-from .model import PuLIDModel, read_meta
+from .model import PuLIDModel, read_meta, recorded_path
 from .vision import ClipVision
 
 UNTRAINED_DIR = "untrained-pulid"
@@ -81,7 +81,7 @@ def personalize(
             spec = (meta.get("clip_vision") or {}).get("name")
             if not spec:
                 raise SamefaceError(f"{folder}: the CLIP vision model is not recorded")
-            vision = ClipVision.load(spec, device=base.device)
+            vision = ClipVision.load(recorded_path(folder, spec), device=base.device)
         model = PuLIDModel.load(folder, base, vision)
     with model:  # removes the adapter from the UNet on the way out
         model.eval()

@@ -84,6 +84,7 @@ def train(
         )
     ctx = context or distributed_context()
     data = FaceDataset(data_dir)
+    _check_data_recognizer(data_dir, cfg)
     out = Path(out_dir)
     ckpts = CheckpointManager(out / "checkpoints")
     if not resume and ctx.is_main:
@@ -183,15 +184,13 @@ def _optimise(run: _Run, base: Any, data: Any, progress: bool) -> None:
     the ID loss, then (stage 3) the prompt-only path for the alignment loss."""
     from tqdm.auto import tqdm
 
-    from ...faces import YuNetDetector
-    from ...faces.torch_sface import load_sface_torch
+    from .recognition import id_loss_models
 
     cfg, model, g = run.cfg, run.model, run.generator
     res = cfg.resolution or base.resolution
     scheduler = training_scheduler(base)
     dev, dtype = base.device, base.dtype
-    recognizer = load_sface_torch(device=dev) if cfg.stage >= 2 else None
-    detector = YuNetDetector() if cfg.stage >= 2 else None
+    recognizer, detector = id_loss_models(cfg, dev) if cfg.stage >= 2 else (None, None)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
     bar = tqdm(
         total=cfg.steps,
@@ -295,6 +294,19 @@ def _optimise(run: _Run, base: Any, data: Any, progress: bool) -> None:
         raise run.ckpts.interrupted(run.step, cfg.steps) from None
     finally:
         bar.close()
+
+
+def _check_data_recognizer(data_dir: str | Path, cfg: PuLIDConfig) -> None:
+    """Refuse a dataset whose embeddings (`prepare.json`) come from another recogniser."""
+    try:
+        name = json.loads((Path(data_dir) / "prepare.json").read_text())["recognizer"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record: the encoder's shape check still catches other widths
+    if name != cfg.recognizer:
+        raise SamefaceError(
+            f"{data_dir} holds {name} embeddings but recognizer is {cfg.recognizer}; prepare the "
+            f"data with the {cfg.recognizer} recogniser or set recognizer: {name}"
+        )
 
 
 def _aligned_masks(batch: list[dict]) -> np.ndarray:

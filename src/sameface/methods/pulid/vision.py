@@ -144,6 +144,9 @@ class ClipVision:
     ) -> ClipVision:
         """Load from a folder, a hub id in the Hugging Face cache, or "tiny-random[:seed]".
 
+        Weights load as `dtype`, default float32 whatever the checkpoint stores (an fp16
+        checkpoint, e.g. the proving-ground world's CLIP, is upcast: CPUs run fp16 slowly).
+
         A folder may hold a `CLIPVisionModelWithProjection` (e.g. IP-Adapter's image_encoder)
         or a whole `CLIPModel` (e.g. openai/clip-vit-large-patch14-336); only the vision tower
         and projection are loaded. Never downloads unless `local_files_only=False`.
@@ -158,7 +161,7 @@ class ClipVision:
                 raise ValueError(f"tiny CLIP vision spec is 'tiny-random[:seed]', got {spec!r}")
             return tiny_clip_vision(int(seed or 0)).to(device, dtype)
         path = _local_path(spec, local_files_only)
-        model = _load_model(spec, path)
+        model = _load_model(spec, path, dtype or torch.float32)
         mean, std = _normalisation(path)
         return cls(model, spec, mean=mean, std=std).to(device, dtype)
 
@@ -177,9 +180,11 @@ def _local_path(spec: str, local_files_only: bool) -> Path:
     )
 
 
-def _load_model(spec: str, path: Path) -> Any:
+def _load_model(spec: str, path: Path, dtype: torch.dtype) -> Any:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     from transformers.utils import logging as hf_logging
+
+    from ...models.base import _transformers_dtype_kwargs
 
     try:
         raw = json.loads((path / "config.json").read_text())
@@ -201,6 +206,7 @@ def _load_model(spec: str, path: Path) -> Any:
             local_files_only=True,  # a local folder by now
             use_safetensors=True,
             output_loading_info=True,
+            **_transformers_dtype_kwargs(dtype),  # transformers 5 keeps the stored dtype
         )
     except OSError as e:
         raise ModelNotFoundError(

@@ -1,0 +1,149 @@
+"""`sameface world build|check|show|pulid`: the miniature proving-ground world."""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_world_build(args) -> int:
+    from ..world.build import BuildConfig, build_world
+
+    config = BuildConfig.tiny() if args.tiny else BuildConfig()
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.unet_steps is not None:
+        config.unet.steps = args.unet_steps
+    out = build_world(
+        args.out, config, work=args.work, progress=not args.quiet, stages=args.stage or None
+    )
+    print(f"world written to {out}; quality figures in {out / 'quality.json'}")
+    return 0
+
+
+def cmd_world_check(args) -> int:
+    from ..world.build import BuildConfig
+    from ..world.quality import measure_world
+    from ..world.world import resolve_world
+
+    folder = resolve_world(args.world)
+    config = BuildConfig.from_dict(json.loads((folder / "world.json").read_text())["build"])
+    report = measure_world(folder, config, progress=not args.quiet, n_people=args.people)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_world_show(args) -> int:
+    from ..world.world import World
+
+    world = World.load(args.world)
+    known, new = world.people
+    quality = world.folder / "quality.json"
+    print(f"world: {world.folder}")
+    print(
+        f"  image size {world.image_size}, {len(known.names)} known people, {len(new.names)} new people"
+    )
+    print(f"  e.g. known: {', '.join(known.names[:5])}")
+    print(f"  reference people: {', '.join(list(world.reference_people())[:5])} ...")
+    if quality.is_file():
+        q = json.loads(quality.read_text())
+        k, c = q["known_by_name"], q["context_accuracy"]
+        print(
+            f"  known by name: ID similarity {k['id_similarity_mean']}, top-1 {k['top1_identification']}"
+            f" (chance {k['chance_top1']}); context accuracy {c['all_asked_attributes']}"
+        )
+    return 0
+
+
+def cmd_world_pulid(args) -> int:
+    import yaml
+
+    from ..errors import SamefaceError
+    from ..world.pulid import DEFAULT_IMAGES, train_world_pulid
+
+    stage_overrides: dict[int, dict] = {}
+    for item in args.steps or []:
+        stage, _, n = item.partition("=")
+        if not (stage.isdigit() and n.isdigit()):
+            raise SamefaceError(f"--steps takes STAGE=N, e.g. --steps 1=400, got {item!r}")
+        stage_overrides[int(stage)] = {"steps": int(n)}
+    overrides = {}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SamefaceError(f"--set takes KEY=VALUE, e.g. --set batch_size=4, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    out = train_world_pulid(
+        args.world,
+        args.work,
+        stages=sorted(set(args.stage or (1, 2))),
+        progress=not args.quiet,
+        n_images=args.images or DEFAULT_IMAGES,
+        overrides=overrides,
+        stage_overrides=stage_overrides,
+    )
+    print(f"PuLID adapter written to {out}; use it with --method pulid --adapter {out}")
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    p = sub.add_parser(
+        "world",
+        parents=[common],
+        help="build, check or describe the miniature proving-ground world",
+        description="The proving ground: a procedural world with its own SD-shaped text-to-image "
+        "model, CLIP, face recogniser, detector and context classifiers (docs/proving-ground.md).",
+    )
+    wsub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True)
+    b = wsub.add_parser(
+        "build",
+        parents=[common],
+        help="render the world and train all its models (resumable)",
+        description="Render the world and train every model in it, with progress bars and "
+        "checkpoints; rerun the same command to resume. About an hour on 2 CPU cores.",
+    )
+    b.add_argument("--out", required=True, metavar="DIR", help="world folder to write")
+    b.add_argument("--work", metavar="DIR", help="scratch folder (default DIR/.build)")
+    b.add_argument("--seed", type=int, help="world seed (default 0)")
+    b.add_argument("--unet-steps", type=int, help="UNet training steps (default 5000)")
+    b.add_argument(
+        "--stage",
+        action="append",
+        metavar="NAME",
+        help="run only this stage (repeatable), even if done: people, pool, vae, latents, text, "
+        "unet, faces, recognizer, detector, context, clip, references, quality",
+    )
+    b.add_argument("--tiny", action="store_true", help="a few steps of everything (tests)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_world_build)
+    c = wsub.add_parser("check", parents=[common], help="rerun the world's quality checks")
+    c.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
+    c.add_argument("--people", type=int, help="known people to check (default: as built)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=cmd_world_check)
+    s = wsub.add_parser("show", parents=[common], help="describe a world")
+    s.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
+    s.set_defaults(func=cmd_world_show)
+    u = wsub.add_parser(
+        "pulid",
+        parents=[common],
+        help="train the world's PuLID adapter (WORLD/pulid; resumable)",
+        description="Render PuLID training portraits of random anonymous people, train PuLID "
+        "stages 1 and 2 with the world's recogniser, detector and CLIP, and write the adapter "
+        "to WORLD/pulid (docs/pulid.md). Rerun the same command to resume.",
+    )
+    u.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
+    u.add_argument("--work", metavar="DIR", help="data and stage outputs (default WORLD/.pulid)")
+    u.add_argument(
+        "--stage", type=int, choices=[1, 2, 3], action="append",
+        help="train only this stage (repeatable; default 1 and 2)",
+    )  # fmt: skip
+    u.add_argument("--images", type=int, help="training portraits to render (default 3000)")
+    u.add_argument(
+        "--steps", action="append", metavar="STAGE=N", help="steps of a stage, e.g. --steps 1=800"
+    )
+    u.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="a PuLID setting over configs/pulid/world.yaml's, e.g. --set batch_size=4",
+    )  # fmt: skip
+    u.add_argument("--quiet", action="store_true", help="no progress bars")
+    u.set_defaults(func=cmd_world_pulid)

@@ -1,0 +1,92 @@
+"""Benchmarking in the miniature world (`sameface.world`): its evaluator, identities, baselines.
+
+In the world every score is exact by construction: the world's recogniser was trained on its
+people, its CLIP on its captions, and its context classifier reads the attributes a prompt
+asks for (background, pattern, style, framing, accessories) off the image. Identities use the
+whole 64 px portrait as their square crop (the model draws whole portraits), and both extra
+baselines run: "known-by-name" against known people rendered here, and "copy-reference".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .runner import EXTRA_BASELINES, BenchSettings, Evaluator
+
+KNOWN_REFERENCES = "known_references"
+"""Sub-folder of a run holding the known people's rendered reference photos."""
+
+IDENTITY_RECOGNIZER = "world"
+
+
+def world_evaluator(world: Any) -> Evaluator:
+    """The world's face analyzer, CLIP and context classifier."""
+    return Evaluator(world.analyzer(), world.clip, context=world.context)
+
+
+def pulid_folder(world: Any) -> Path:
+    """Where a world keeps its trained PuLID adapter (optional)."""
+    return Path(world.folder) / "pulid"
+
+
+def unavailable_reason(world: Any, method: str) -> str | None:
+    """Why `method` cannot run in `world`, or None when it can."""
+    if method == "pulid" and not pulid_folder(world).is_dir():
+        return f"no trained PuLID adapter in this world ({pulid_folder(world)} is missing)"
+    return None
+
+
+def world_method_settings(world: Any, methods: list[str]) -> dict:
+    """Settings the world supplies to methods: PuLID's adapter folder (when it has one) and
+    the world itself (PuLID's `recognizer: world` reads it)."""
+    folder = pulid_folder(world)
+    if "pulid" not in methods or not folder.is_dir():
+        return {}
+    return {"pulid": {"adapter": str(folder), "world": str(world.folder)}}
+
+
+def world_settings(
+    world: Any,
+    out_dir: str | os.PathLike,
+    methods: list[str],
+    *,
+    known_people: int,
+    method_settings: dict | None = None,
+    base_spec: str | None = None,
+) -> BenchSettings:
+    """Bench settings for a run in `world` (renders the known people's references into the run).
+
+    Args:
+        world: a loaded `sameface.world.world.World`.
+        out_dir: the run folder; the known references go to `out_dir/known_references/`.
+        methods: registered method names.
+        known_people: how many known people the "known-by-name" baseline cycles through.
+        method_settings: per-method overrides, on top of what the world supplies.
+        base_spec: how the base model was given (default: the world's `base/` folder).
+    """
+    known = world.render_known_references(Path(out_dir) / KNOWN_REFERENCES, max(1, known_people))
+    settings = world_method_settings(world, methods)
+    for name, values in (method_settings or {}).items():
+        settings[name] = settings.get(name, {}) | values
+    return BenchSettings(
+        methods=methods,
+        base_spec=base_spec or str(Path(world.folder) / "base"),
+        method_settings=settings,
+        identity_recognizer=IDENTITY_RECOGNIZER,
+        identity_analyzer=world.analyzer(),
+        identity_square_expand=None,
+        known_people=known,
+        extra_baselines=EXTRA_BASELINES,
+    )
+
+
+__all__ = [
+    "KNOWN_REFERENCES",
+    "pulid_folder",
+    "unavailable_reason",
+    "world_evaluator",
+    "world_method_settings",
+    "world_settings",
+]

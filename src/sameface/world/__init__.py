@@ -1,0 +1,1 @@
+"""A miniature procedural world of portraits: people, contexts, captions."""

@@ -1,0 +1,269 @@
+"""Benchmarking in the miniature world: whole-image identities, the extra baselines, context
+accuracy, `identities: world` suites, `sameface bench --world` and `sameface demo`.
+
+Runs on the tiny (barely trained) world. Its detector does not fire yet, so a stand-in that
+finds one centred face in every image takes its place: these tests check the plumbing and
+the bookkeeping, not the world's quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sameface.cli import main
+from sameface.errors import SamefaceError
+from sameface.faces.types import Face
+from sameface.imageio import load_image
+
+REPO = Path(__file__).resolve().parents[1]
+SUITES = REPO / "benchmarks" / "suites"
+PROMPTS = ["a photo of <id>, red background", "a sketch of <id> wearing a hat"]
+
+
+def _centre_face(self, image: np.ndarray) -> list[Face]:
+    """One face in the middle of any image (stands in for the untrained tiny detector)."""
+    h, w = image.shape[:2]
+    rel = [(0.38, 0.42), (0.62, 0.42), (0.5, 0.55), (0.41, 0.68), (0.59, 0.68)]
+    lms = np.array([(x * w, y * h) for x, y in rel], np.float32)
+    return [Face(bbox=(0.2 * w, 0.15 * h, 0.8 * w, 0.85 * h), landmarks=lms, score=0.99)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def centre_faces():
+    from sameface.world.faces import WorldDetector
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(WorldDetector, "detect", _centre_face)
+        yield
+
+
+@pytest.fixture(scope="module")
+def world_dir(tmp_path_factory):
+    from sameface.world.build import BuildConfig, build_world
+
+    out = tmp_path_factory.mktemp("world")
+    build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(world_dir):
+    from sameface.world.world import World
+
+    return World.load(world_dir)
+
+
+def _suite_yaml(folder: Path, photos: int | None = 1, seeds: tuple[int, ...] = (0, 1)) -> Path:
+    lines = ["name: tiny-world", "identities: world", f"prompts: {json.dumps(PROMPTS)}"]
+    lines += [f"seeds: {list(seeds)}", "num_inference_steps: 2"]
+    if photos:
+        lines.append(f"photos_per_identity: {photos}")
+    path = folder / "suite.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, world):
+    """Baselines only (no method), one reference photo per identity."""
+    from sameface.eval.runner import read_results, run_benchmark
+    from sameface.eval.suite import load_suite
+    from sameface.eval.world_bench import world_evaluator, world_settings
+
+    out = tmp_path_factory.mktemp("run")
+    suite = load_suite(_suite_yaml(out), world.reference_people())
+    settings = world_settings(world, out, [], known_people=2)
+    run_benchmark(suite, world.base, out, world_evaluator(world), settings, progress=False)
+    images = [r for r in read_results(out) if r["type"] == "image"]
+    return out, suite, images
+
+
+def test_whole_image_identity_round_trip(world, tmp_path):
+    from sameface.identity import Identity
+
+    photo = next(iter(world.reference_people().values()))[0]
+    img = load_image(photo)
+    ident = Identity.from_images(
+        [photo], analyzer=world.analyzer(), square_expand=None, square_size=img.shape[0]
+    )
+    assert np.array_equal(ident.squares[0], img)  # the whole portrait, untouched
+    assert ident.meta["square_expand"] is None
+    back = Identity.load(ident.save(tmp_path / "id"))
+    assert np.array_equal(back.squares, ident.squares) and back.meta["square_expand"] is None
+    with pytest.raises(ValueError, match="square_expand"):
+        Identity.from_images([photo], analyzer=world.analyzer(), square_expand=0)
+
+
+def test_world_suites_resolve_with_a_world_only(world, tmp_path):
+    from sameface.eval.suite import load_suite
+
+    people = world.reference_people()
+    one = load_suite(SUITES / "world-1ref.yaml", people)
+    four = load_suite(SUITES / "world-4ref.yaml", people)
+    assert [i.name for i in one.identities] == list(people)
+    assert all(len(i.photos) == 1 for i in one.identities)
+    assert all(len(i.photos) == 4 for i in four.identities)
+    assert len(one.prompts) == 8 and one.seeds == [0, 1] and one.num_inference_steps == 30
+    assert one.methods == {"textual-inversion": {"steps": 400}}
+    with pytest.raises(SamefaceError, match="needs a world"):
+        load_suite(SUITES / "world-1ref.yaml")
+
+
+def test_every_baseline_is_recorded_with_context_accuracy(bench_run):
+    from sameface.world.captions import parse_caption
+    from sameface.world.faces import context_accuracy
+
+    out, suite, images = bench_run
+    by_method = {m: [r for r in images if r["method"] == m] for m in {r["method"] for r in images}}
+    n = len(suite.identities) * len(PROMPTS) * 2
+    assert {m: len(v) for m, v in by_method.items()} == {
+        "none": n,
+        "known-by-name": n,
+        "copy-reference": n,
+    }
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["methods"] == ["none", "known-by-name", "copy-reference"]
+    assert meta["identity_square_expand"] is None
+    for r in images:
+        assert 0.0 <= r["context_accuracy"] <= 1.0
+        _, asked = parse_caption(r["prompt"].replace("<id>", "a person"))
+        assert r["context_accuracy"] == context_accuracy(r["context_predicted"], asked)
+
+
+def test_copy_reference_is_the_reference_photo(bench_run, world):
+    out, suite, images = bench_run
+    for r in (r for r in images if r["method"] == "copy-reference"):
+        photo = next(i for i in suite.identities if i.name == r["identity"]).photos[0]
+        assert np.array_equal(load_image(out / r["image"]), load_image(photo))
+        # One reference photo: its face is the reference itself.
+        assert r["face_similarity"] == pytest.approx(1.0, abs=1e-5)
+        assert r["gen_time_s"] is None and r["reference_photo"] == photo.name
+
+
+def test_known_by_name_uses_the_known_persons_name_and_references(bench_run, world):
+    from sameface.eval.world_bench import world_evaluator
+
+    out, suite, images = bench_run
+    known, _ = world.people
+    evaluator = world_evaluator(world)
+    for k, ident in enumerate(suite.identities):
+        name = known.names[k]
+        refs = sorted((out / "known_references" / name.replace(" ", "_")).glob("*.png"))
+        assert len(refs) == 4
+        embs = np.stack([evaluator.analyzer.analyze(p).embedding for p in refs])
+        reference = embs.mean(0) / np.linalg.norm(embs.mean(0))
+        for r in (
+            r for r in images if r["method"] == "known-by-name" and r["identity"] == ident.name
+        ):
+            assert r["known_person"] == name
+            assert r["generation_prompt"] == r["prompt"].replace("<id>", name)
+            emb = evaluator.analyzer.analyze(load_image(out / r["image"])).embedding
+            assert r["face_similarity"] == pytest.approx(float(emb @ reference), abs=1e-4)
+            assert r["clip_i"] is not None
+
+
+def test_report_lists_the_baselines_first_with_context_accuracy(bench_run):
+    from sameface.eval.report import write_report
+
+    out, _, _ = bench_run
+    md, html = write_report(out)
+    text = md.read_text()
+    summary = text[text.index("## Summary") :]
+    rows = [line.split("|")[1].strip() for line in summary.splitlines() if line.startswith("| ")]
+    firsts = [r for r in rows if r.split(" (")[0] in ("none", "known-by-name", "copy-reference")]
+    assert firsts[:3] == [
+        "none (no identity)",
+        "known-by-name (a known person, by name)",
+        "copy-reference (a reference photo)",
+    ]
+    assert "context acc." in text and "Context accuracy" in text
+    page = html.read_text()
+    assert "context acc." in page and 'src="http' not in page
+
+
+def test_cli_bench_world_end_to_end(world_dir, tmp_path, capsys):
+    suite = _suite_yaml(tmp_path, seeds=(0,))
+    out = tmp_path / "run"
+    argv = ["bench", "--world", world_dir, "--suite", suite, "--out", out]
+    argv += ["--methods", "textual-inversion", "--set", "textual-inversion.steps=2"]
+    assert main([str(a) for a in argv]) == 0
+    assert "report:" in capsys.readouterr().out
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    methods = {r["method"] for r in recs if r["type"] == "image"}
+    assert methods == {"none", "known-by-name", "copy-reference", "textual-inversion"}
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["identity_recognizer"] == "world" and meta["evaluator"]["clip"] == "world-clip"
+    assert (out / "report.html").is_file() and (out / "known_references").is_dir()
+
+
+def test_cli_bench_needs_a_base_or_a_world(tmp_path, capsys):
+    argv = ["bench", "--suite", SUITES / "smoke.yaml", "--out", tmp_path / "run"]
+    assert main([str(a) for a in argv]) == 2
+    assert "--base MODEL, or use --world" in capsys.readouterr().err
+    argv = ["bench", "--suite", SUITES / "world-1ref.yaml", "--base", "tiny:sd1"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "run"]]) == 1
+    assert "needs a world" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def quick_demo(monkeypatch):
+    import sameface.demo as demo
+
+    monkeypatch.setattr(demo, "DEMO_SAMPLING_STEPS", 2)
+    monkeypatch.setattr(demo, "DEMO_SEEDS", (0,))
+
+
+def test_cli_demo_end_to_end_and_rerun_resumes(
+    world_dir, tmp_path, capsys, quick_demo, monkeypatch
+):
+    import sameface.eval.runner as runner
+
+    out = tmp_path / "demo"
+    argv = [str(a) for a in ["demo", "--world", world_dir, "--steps", 2, "--out", out, "--quiet"]]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert (out / "report.html").is_file() and "report:" in text
+    for m in ("none", "known-by-name", "copy-reference", "textual-inversion"):
+        assert m in text
+    assert "skipped pulid: no trained PuLID adapter" in text
+    before = (out / "results.jsonl").read_text()
+
+    monkeypatch.setattr(runner, "_generate", lambda *a, **k: pytest.fail("regenerated an image"))
+    assert main(argv) == 0
+    assert (out / "results.jsonl").read_text() == before
+    capsys.readouterr()
+    assert main([*argv[:3], "--steps", "3", *argv[5:]]) == 1  # other settings, same folder
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_demo_without_a_world_says_how_to_build_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SAMEFACE_WORLD", raising=False)
+    assert main(["demo", "--world", str(tmp_path / "nothing"), "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sameface world build --out" in err
+    monkeypatch.setattr(
+        "sameface.world.world.shipped_world_path", lambda: tmp_path / "shipped-missing"
+    )
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 1
+    assert "no world found" in capsys.readouterr().err
+
+
+def test_pulid_runs_only_with_the_worlds_adapter(tmp_path):
+    from types import SimpleNamespace
+
+    from sameface.demo import plan_methods
+    from sameface.eval.world_bench import world_method_settings
+
+    world = SimpleNamespace(folder=tmp_path)
+    run, skipped = plan_methods(world, ["textual-inversion", "pulid"])
+    assert run == ["textual-inversion"] and "pulid" in skipped
+    assert world_method_settings(world, ["pulid"]) == {}
+    (tmp_path / "pulid").mkdir()
+    assert plan_methods(world, ["pulid"]) == (["pulid"], {})
+    assert world_method_settings(world, ["pulid"]) == {
+        "pulid": {"adapter": str(tmp_path / "pulid"), "world": str(tmp_path)}
+    }
