@@ -99,7 +99,7 @@ def add_parsers(sub, common) -> None:
         parents=[common],
         help="render the world and train all its models (resumable)",
         description="Render the world and train every model in it, with progress bars and "
-        "checkpoints; rerun the same command to resume. About an hour on 2 CPU cores.",
+        "checkpoints; rerun the same command to resume. About 1 h 40 min on 2 CPU cores.",
     )
     b.add_argument("--out", required=True, metavar="DIR", help="world folder to write")
     b.add_argument("--work", metavar="DIR", help="scratch folder (default DIR/.build)")

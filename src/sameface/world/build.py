@@ -32,7 +32,7 @@ WORLD_VERSION = 1
 
 @dataclass
 class BuildConfig:
-    """Everything that decides the world. Defaults are the shipped world (~1 h on 2 cores)."""
+    """Everything that decides the world. Defaults are the shipped world (~1 h 40 min on 2 cores)."""
 
     seed: int = 0
     sizes: WorldSizes = field(default_factory=WorldSizes)
@@ -46,7 +46,7 @@ class BuildConfig:
     vae: LoopSettings = field(default_factory=lambda: LoopSettings(steps=2000, lr=1e-3, warmup=100))
     text: LoopSettings = field(default_factory=lambda: LoopSettings(steps=8000, lr=1e-3))
     unet: LoopSettings = field(
-        default_factory=lambda: LoopSettings(steps=3000, lr=4e-4, warmup=200, ema=0.999)
+        default_factory=lambda: LoopSettings(steps=5000, lr=4e-4, warmup=200, ema=0.999)
     )
     recognizer: LoopSettings = field(default_factory=lambda: LoopSettings(steps=2000, lr=2e-3))
     detector: LoopSettings = field(default_factory=lambda: LoopSettings(steps=1200, lr=2e-3))

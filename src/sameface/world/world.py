@@ -35,7 +35,7 @@ def resolve_world(folder: str | os.PathLike | None = None) -> Path:
     if missing:
         raise ModelNotFoundError(
             f"{path} is not a built world (missing {', '.join(missing)}); build one with "
-            f"`sameface world build --out {path}` (about an hour on 2 CPU cores)"
+            f"`sameface world build --out {path}` (about 1 h 40 min on 2 CPU cores)"
         )
     return path
 
