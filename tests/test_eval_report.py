@@ -16,6 +16,7 @@ from sameface.eval.stats import (
     METRICS,
     Summary,
     mean_ci95,
+    paired_gain,
     proportion_ci95,
     summarise,
     t_cdf,
@@ -105,6 +106,35 @@ def test_summarise_filters_by_method_and_handles_missing():
     assert summarise(records, "b")["personalize_time_s"].n == 0
     assert summarise(records, "a", prompt_index=1)["clip_t"].mean == pytest.approx(0.2)
     assert summarise(records, "missing")["clip_t"].n == 0
+
+
+def test_paired_gain_pairs_by_identity_prompt_and_seed():
+    def image(method, ident, pi, seed, sim):
+        return {"type": "image", "method": method, "identity": ident, "prompt_index": pi,
+                "seed": seed, "face_similarity_with_misses": sim}  # fmt: skip
+
+    floor = [image("none", i, p, s, 0.1 * p + (0.5 if i == "x" else 0.0))
+             for i in "xy" for p in range(3) for s in range(2)]  # fmt: skip
+    # The method adds exactly 0.2 to its floor image, except one image with no value and
+    # one with no floor partner; file order differs from the floor's.
+    mine = [
+        image("m", i, p, s, f["face_similarity_with_misses"] + 0.2)
+        for f in reversed(floor)
+        for i, p, s in [(f["identity"], f["prompt_index"], f["seed"])]
+    ]
+    mine[0]["face_similarity_with_misses"] = None
+    mine.append(image("m", "z", 0, 0, 0.9))  # no floor image for identity z
+    records = floor + mine + [{"type": "personalize", "method": "m", "identity": "x"}]
+    g = paired_gain(records, "m", "face_similarity_with_misses")
+    assert g.n == 11 and g.mean == pytest.approx(0.2)
+    assert g.low == pytest.approx(0.2) and g.high == pytest.approx(0.2)  # no spread
+    # Unpaired, the identities' different levels would swamp the difference.
+    assert mean_ci95(r["face_similarity_with_misses"] for r in floor).high - mean_ci95(
+        r["face_similarity_with_misses"] for r in floor).low > 0.2  # fmt: skip
+    assert paired_gain(records, "m", "face_similarity_with_misses", identity="x").n == 6
+    assert paired_gain(records, "m", "face_similarity_with_misses", identity="y").n == 5
+    assert paired_gain(records, "m", "clip_t").n == 0
+    assert paired_gain(records, "missing", "face_similarity_with_misses").n == 0
 
 
 # ---- report ---------------------------------------------------------------------------
@@ -220,6 +250,10 @@ def test_write_report(tmp_path):
     assert " ± " in md and "—" in md  # intervals; all-null id_norm shows a dash
     assert "could not be read" in md  # the truncated line is reported
     assert "`an oil painting of <id> \\| museum`" in md  # prompt as code, pipe escaped
+    gain = md.split("## Gain over the no-identity baseline")[1].split("\n## ")[0]
+    gain_rows = [r.split("|")[1].strip() for r in gain.splitlines() if "(n=12)" in r]
+    assert gain_rows == METHODS  # paired with the floor: 2 identities x 3 prompts x 2 seeds
+    assert "of 2 |" in gain
     assert "](scatter.png)" in md and "](grid_obama.png)" in md and "](grid_ada_lovelace.png)" in md
 
     w, h = _assert_png(run / "scatter.png")

@@ -75,6 +75,13 @@ def test_rerun_skips_finished_stages_and_refuses_other_settings(tiny_world):
     other.seed = 1
     with pytest.raises(SamefaceError, match="other build settings"):
         build_world(tiny_world, other, progress=False, log=lambda s: None)
+    # A world built by an older version, with a setting this one no longer has, still resumes.
+    meta_path = tiny_world / "world.json"
+    meta = json.loads(meta_path.read_text())
+    meta["build"]["text_lr_mult"] = 0.2
+    meta_path.write_text(json.dumps(meta))
+    build_world(tiny_world, BuildConfig.tiny(), progress=False, log=lambda s: None)
+    assert BuildConfig.from_dict(meta["build"]) == BuildConfig.tiny()
 
 
 def test_train_loop_resumes_exactly(tmp_path):

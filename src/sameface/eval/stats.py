@@ -22,6 +22,7 @@ __all__ = [
     "METRICS",
     "Summary",
     "mean_ci95",
+    "paired_gain",
     "proportion_ci95",
     "summarise",
     "t_cdf",
@@ -300,3 +301,39 @@ def summarise(
     out["personalize_time_s"] = mean_ci95(r.get("time_s") for r in personalize)
     out["personalize_peak_mem_mb"] = mean_ci95(r.get("peak_mem_mb") for r in personalize)
     return out
+
+
+def paired_gain(
+    records: Iterable[Mapping[str, Any]],
+    method: str,
+    key: str,
+    *,
+    baseline: str = "none",
+    identity: str | None = None,
+) -> Summary:
+    """Mean of `method − baseline` for one metric over images paired by identity, prompt and
+    seed, with its 95% Student-t interval.
+
+    Pairing removes what the two share (the prompt, the seed's layout, how hard the identity
+    is), so a gain shows up with far fewer images than comparing two unpaired means. Pairs
+    where either value is missing are left out.
+    """
+
+    def pair_key(r: Mapping[str, Any]) -> tuple:
+        return (r.get("identity"), r.get("prompt_index"), r.get("seed"))
+
+    floor: dict[tuple, Any] = {}
+    mine: list[Mapping[str, Any]] = []
+    for r in records:
+        if r.get("type") != "image" or (identity is not None and r.get("identity") != identity):
+            continue
+        if r.get("method") == baseline:
+            floor.setdefault(pair_key(r), r.get(key))
+        elif r.get("method") == method:
+            mine.append(r)
+    diffs = []
+    for r in mine:
+        a, b = _finite([r.get(key)]), _finite([floor.get(pair_key(r))])
+        if a and b:
+            diffs.append(a[0] - b[0])
+    return mean_ci95(diffs)

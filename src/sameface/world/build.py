@@ -54,7 +54,6 @@ class BuildConfig:
     clip: LoopSettings = field(default_factory=lambda: LoopSettings(steps=1500, lr=1e-3))
     batch: int = 64
     vae_batch: int = 24
-    text_lr_mult: float = 0.2
     workers: int = 2
     eval_people: int = 200
 
@@ -94,7 +93,7 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BuildConfig:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}  # older worlds' extras
         d["sizes"] = WorldSizes.from_dict(d["sizes"])
         for k, v in d.items():
             if isinstance(v, dict) and "steps" in v:
@@ -133,6 +132,8 @@ def build_world(
     settings = config.to_dict()
     if meta_path.is_file():
         saved = json.loads(meta_path.read_text()).get("build")
+        # Settings this version no longer has (an older world's) do not count.
+        saved = {k: v for k, v in (saved or {}).items() if k in settings} or None
         if saved is not None and _without_steps(saved) != _without_steps(settings):
             raise SamefaceError(
                 f"{out} was started with other build settings; use a new folder or the same settings"

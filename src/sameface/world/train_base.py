@@ -1,11 +1,11 @@
-"""Training the world's text-to-image model: VAE, text encoder, then UNet (+ text encoder).
+"""Training the world's text-to-image model: VAE, text encoder, then the UNet on it.
 
 The text encoder plays SD's CLIP text tower: before the UNet sees it, it is taught what the
 world's captions mean — each known person's name maps to their identity vector and the
 context words to their attributes (small linear probes on its hidden states, used only
 in training). The UNet is then trained with SD's ε-prediction loss (min-SNR-5 weighting,
-10% empty captions for classifier-free guidance, EMA weights shipped) while the text
-encoder keeps learning at a lower rate under the same probes.
+10% empty captions for classifier-free guidance, EMA weights shipped) on the frozen text
+encoder, as SD trains on a frozen CLIP.
 """
 
 from __future__ import annotations
