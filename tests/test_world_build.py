@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
 import torch
 
+from sameface.training.state import stop_requests_interrupt
 from sameface.world.build import BuildConfig, build_world
 from sameface.world.trainer import LoopSettings, train_loop
 
@@ -91,8 +94,8 @@ def test_train_loop_resumes_exactly(tmp_path):
         x = torch.randn(32, 3)
 
         def loss_fn(rng, step):
-            if step == stop_at:
-                raise KeyboardInterrupt  # Ctrl-C: the loop checkpoints, then re-raises
+            if step == stop_at:  # `kill`: the CLI turns SIGTERM into Ctrl-C's KeyboardInterrupt;
+                os.kill(os.getpid(), signal.SIGTERM)  # the loop checkpoints, then re-raises
             rows = rng.integers(0, 32, 4)
             return (net(x[rows]) - 1).pow(2).mean(), {}
 
@@ -100,8 +103,11 @@ def test_train_loop_resumes_exactly(tmp_path):
         return train_loop("t", work, {"net": net}, loss_fn, settings, seed=0, progress=False)
 
     straight = run(tmp_path / "a")
-    with pytest.raises(KeyboardInterrupt):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), stop_requests_interrupt():
         run(tmp_path / "b", stop_at=3)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert (tmp_path / "b" / "checkpoints" / "t" / "checkpoint-3").is_dir()
     resumed = run(tmp_path / "b")  # continues from the step-3 checkpoint
     for k in ("net", "ema:net"):
         for p, q in zip(straight[k].parameters(), resumed[k].parameters(), strict=False):

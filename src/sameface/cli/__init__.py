@@ -57,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from ..training.state import stop_requests_interrupt
+
     try:
-        return int(args.func(args) or 0)
+        with stop_requests_interrupt():  # `kill` stops training like Ctrl-C: checkpoint first
+            return int(args.func(args) or 0)
     except SamefaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT

@@ -74,9 +74,13 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+_STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
 @contextlib.contextmanager
 def deferred_interrupt():
-    """Hold back Ctrl-C (SIGINT) until the block ends, so a few bookkeeping lines run as one.
+    """Hold back Ctrl-C (SIGINT) and SIGTERM until the block ends, so a few bookkeeping lines
+    run as one; either then raises KeyboardInterrupt.
 
     Only in the main thread (signal handlers live there); elsewhere it does nothing.
     """
@@ -84,10 +88,36 @@ def deferred_interrupt():
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    previous = {
+        sig: signal.signal(sig, lambda *a: caught.append(a))
+        for sig in (getattr(signal, n) for n in _STOP_SIGNALS if hasattr(signal, n))
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if caught:
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_requests_interrupt():
+    """Inside the block SIGTERM (`kill`, a job scheduler stopping the job) raises
+    KeyboardInterrupt like Ctrl-C, so training checkpoints before it exits. Also the only
+    way to stop a background job gracefully: shells start those with SIGINT ignored.
+
+    Only in the main thread; elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -53,6 +53,7 @@ class BuildConfig:
     context: LoopSettings = field(default_factory=lambda: LoopSettings(steps=1200, lr=2e-3))
     clip: LoopSettings = field(default_factory=lambda: LoopSettings(steps=1500, lr=1e-3))
     batch: int = 64
+    noise_offset: float = 0.1  # UNet training noise (train_base.diffusion_loss)
     vae_batch: int = 24
     workers: int = 2
     eval_people: int = 200

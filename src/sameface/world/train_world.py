@@ -206,7 +206,9 @@ def stage_unet(config, out: Path, work: Path, progress: bool) -> dict:
         batch = captioner(pool, rows, rng)
         with torch.no_grad():
             states = text(input_ids=batch["input_ids"]).last_hidden_state
-        loss = diffusion_loss(unet, scheduler, latents.sample(rows), states)
+        loss = diffusion_loss(
+            unet, scheduler, latents.sample(rows), states, noise_offset=config.noise_offset
+        )
         return loss, {}
 
     trained = train_loop(
