@@ -197,6 +197,8 @@ def test_cli_bench_world_end_to_end(world_dir, tmp_path, capsys):
     assert methods == {"none", "known-by-name", "copy-reference", "textual-inversion"}
     meta = json.loads((out / "run.json").read_text())
     assert meta["identity_recognizer"] == "world" and meta["evaluator"]["clip"] == "world-clip"
+    # Images are scored by the judge, a recogniser no method conditions or trains on.
+    assert meta["evaluator"]["recognizer"]["name"] == "world-judge"
     assert (out / "report.html").is_file() and (out / "known_references").is_dir()
 
 
@@ -267,3 +269,15 @@ def test_pulid_runs_only_with_the_worlds_adapter(tmp_path):
     assert world_method_settings(world, ["pulid"]) == {
         "pulid": {"adapter": str(tmp_path / "pulid"), "world": str(tmp_path)}
     }
+
+
+def test_judge_is_a_second_recogniser(world):
+    """The judge shares nothing trained with the recogniser methods condition on."""
+    import torch
+
+    judge, rec = world.judge, world.recognizer
+    assert judge is not None and judge.name == "world-judge" and rec.name == "world"
+    assert judge.dim == rec.dim and -1 <= judge.same_person_threshold <= 1
+    a, b = judge.torch_module().state_dict(), rec.torch_module().state_dict()
+    assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)
+    assert world.analyzer(judge).recognizer is judge

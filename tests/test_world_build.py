@@ -36,7 +36,11 @@ def test_tiny_build_writes_a_loadable_world(tiny_world):
     q = json.loads((tiny_world / "quality.json").read_text())
     for key in ("known_by_name", "a_person", "context_accuracy"):
         assert key in q
-    assert 0 <= q["known_by_name"]["detection_rate"] <= 1
+    k = q["known_by_name"]
+    assert 0 <= k["detection_rate"] <= 1
+    if k["own_rank_percentile_mean"] is not None:  # None when no generated face was found
+        assert 0 <= k["top1_identification"] <= k["top10_identification"] <= 1
+        assert 0 <= k["own_rank_percentile_mean"] <= 1
     refs = w.reference_people()
     assert len(refs) == 2 and all(len(v) == 4 for v in refs.values())
     # Shipped weights are fp16 on disk.

@@ -1,5 +1,5 @@
 """PuLID in the proving-ground world (tiny world): rendered training data in `sameface data
-prepare`'s format, stages 1 and 2 with the world's recogniser / detector / CLIP, the adapter
+prepare`'s format, stages 1, 2 and 3 with the world's recogniser / detector / CLIP, the adapter
 in WORLD/pulid, personalise + generate through the normal PuLID API, the world ID loss."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sameface.errors import SamefaceError
 from sameface.faces.types import Face
 from sameface.methods.pulid import ClipVision, PuLIDConfig
 from sameface.world.pulid import (
+    DEFAULT_STAGES,
     PRESET,
     anonymous_identities,
     prepare_world_pulid_data,
@@ -44,16 +45,16 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(world, tmp_path_factory):
-    """Stages 1 and 2, two steps each: (work folder, WORLD/pulid)."""
+    """Stages 1, 2 and 3 (the default), two steps each: (work folder, WORLD/pulid)."""
     work = tmp_path_factory.mktemp("pulid")
     adapter = train_world_pulid(
         world.folder,
         work,
-        (1, 2),
+        DEFAULT_STAGES,
         False,
         n_images=6,
         overrides=TINY,
-        stage_overrides={1: {"steps": 2}, 2: {"steps": 2}},
+        stage_overrides={1: {"steps": 2}, 2: {"steps": 2}, 3: {"steps": 2}},
         log=lambda s: None,
     )
     return work, adapter
@@ -134,31 +135,33 @@ def test_world_yaml_is_the_preset():
     assert yaml.safe_load((REPO / "configs" / "pulid" / "world.yaml").read_text()) == dict(PRESET)
 
 
-def test_stages_1_and_2_train_with_the_world_models(trained, world):
+def test_three_stages_train_with_the_world_models(trained, world):
     work, adapter = trained
     assert adapter == world.folder / "pulid" == world_pulid_adapter(world.folder)
-    for stage in (1, 2):
+    for stage in DEFAULT_STAGES:
         meta = json.loads((work / f"stage{stage}" / "pulid.json").read_text())
         assert meta["trained"] == meta["trained"] | {"stage": stage, "steps": 2}
         assert meta["recognizer"] == {"name": "world", "dim": 16}
     log = [json.loads(x) for x in (work / "stage2" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all("id" in e and np.isfinite(e["loss"]) for e in log)
+    log = [json.loads(x) for x in (work / "stage3" / "train_log.jsonl").read_text().splitlines()]
+    assert all("align" in e and "id" in e and np.isfinite(e["loss"]) for e in log)
     meta = json.loads((adapter / "pulid.json").read_text())
     assert meta["clip_vision"]["name"] == "../clip" and meta["base"] == "../base"
-    assert set(json.loads((work / "timings.json").read_text())) == {"stage1", "stage2"}
+    assert set(json.loads((work / "timings.json").read_text())) == {"stage1", "stage2", "stage3"}
     # A rerun finds every stage done and trains nothing.
     lines = []
     train_world_pulid(
         world.folder,
         work,
-        (1, 2),
+        DEFAULT_STAGES,
         False,
         n_images=6,
         overrides=TINY,
-        stage_overrides={1: {"steps": 2}, 2: {"steps": 2}},
+        stage_overrides={1: {"steps": 2}, 2: {"steps": 2}, 3: {"steps": 2}},
         log=lines.append,
     )
-    assert sum("done earlier" in line for line in lines) == 2
+    assert sum("done earlier" in line for line in lines) == 3
 
 
 def test_personalize_and_generate_with_the_world_adapter(trained, world, tmp_path):

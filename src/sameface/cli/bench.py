@@ -107,7 +107,7 @@ def _world_setup(args, world, suite, methods):
     from ..eval.world_bench import world_evaluator, world_settings
     from ..methods import get_method
 
-    if any(get_method(m).kind == "encoder" for m in methods):
+    if world.judge is None and any(get_method(m).kind == "encoder" for m in methods):
         print(
             "note: in the world one recogniser builds the identities and scores the images; "
             "encoder methods condition on it, so their face similarity is flattered",

@@ -49,7 +49,9 @@ def cmd_world_show(args) -> int:
         k, c = q["known_by_name"], q["context_accuracy"]
         print(
             f"  known by name: ID similarity {k['id_similarity_mean']}, top-1 {k['top1_identification']}"
-            f" (chance {k['chance_top1']}); context accuracy {c['all_asked_attributes']}"
+            f" (chance {k['chance_top1']}), own-person rank percentile"
+            f" {k.get('own_rank_percentile_mean', '?')} (chance 0.5);"
+            f" context accuracy {c['all_asked_attributes']}"
         )
     return 0
 
@@ -58,7 +60,7 @@ def cmd_world_pulid(args) -> int:
     import yaml
 
     from ..errors import SamefaceError
-    from ..world.pulid import DEFAULT_IMAGES, train_world_pulid
+    from ..world.pulid import DEFAULT_IMAGES, DEFAULT_STAGES, train_world_pulid
 
     stage_overrides: dict[int, dict] = {}
     for item in args.steps or []:
@@ -75,7 +77,7 @@ def cmd_world_pulid(args) -> int:
     out = train_world_pulid(
         args.world,
         args.work,
-        stages=sorted(set(args.stage or (1, 2))),
+        stages=sorted(set(args.stage or DEFAULT_STAGES)),
         progress=not args.quiet,
         n_images=args.images or DEFAULT_IMAGES,
         overrides=overrides,
@@ -99,18 +101,18 @@ def add_parsers(sub, common) -> None:
         parents=[common],
         help="render the world and train all its models (resumable)",
         description="Render the world and train every model in it, with progress bars and "
-        "checkpoints; rerun the same command to resume. About 1 h 40 min on 2 CPU cores.",
+        "checkpoints; rerun the same command to resume. About 3 h on 2 CPU cores.",
     )
     b.add_argument("--out", required=True, metavar="DIR", help="world folder to write")
     b.add_argument("--work", metavar="DIR", help="scratch folder (default DIR/.build)")
     b.add_argument("--seed", type=int, help="world seed (default 0)")
-    b.add_argument("--unet-steps", type=int, help="UNet training steps (default 5000)")
+    b.add_argument("--unet-steps", type=int, help="UNet training steps (default 15000)")
     b.add_argument(
         "--stage",
         action="append",
         metavar="NAME",
         help="run only this stage (repeatable), even if done: people, pool, vae, latents, text, "
-        "unet, faces, recognizer, detector, context, clip, references, quality",
+        "unet, faces, recognizer, judge, detector, context, clip, references, quality",
     )
     b.add_argument("--tiny", action="store_true", help="a few steps of everything (tests)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -128,14 +130,14 @@ def add_parsers(sub, common) -> None:
         parents=[common],
         help="train the world's PuLID adapter (WORLD/pulid; resumable)",
         description="Render PuLID training portraits of random anonymous people, train PuLID "
-        "stages 1 and 2 with the world's recogniser, detector and CLIP, and write the adapter "
+        "stages 1, 2 and 3 with the world's recogniser, detector and CLIP, and write the adapter "
         "to WORLD/pulid (docs/pulid.md). Rerun the same command to resume.",
     )
     u.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
     u.add_argument("--work", metavar="DIR", help="data and stage outputs (default WORLD/.pulid)")
     u.add_argument(
         "--stage", type=int, choices=[1, 2, 3], action="append",
-        help="train only this stage (repeatable; default 1 and 2)",
+        help="train only this stage (repeatable; default 1, 2 and 3)",
     )  # fmt: skip
     u.add_argument("--images", type=int, help="training portraits to render (default 3000)")
     u.add_argument(

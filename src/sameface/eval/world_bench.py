@@ -22,8 +22,13 @@ IDENTITY_RECOGNIZER = "world"
 
 
 def world_evaluator(world: Any) -> Evaluator:
-    """The world's face analyzer, CLIP and context classifier."""
-    return Evaluator(world.analyzer(), world.clip, context=world.context)
+    """The world's judge recogniser (its plain recogniser in a world without one), detector,
+    CLIP and context classifier.
+
+    Identities are built with the world recogniser and PuLID conditions and trains on it;
+    scoring with the separately trained judge keeps those methods from grading themselves.
+    """
+    return Evaluator(world.analyzer(world.judge), world.clip, context=world.context)
 
 
 def pulid_folder(world: Any) -> Path:

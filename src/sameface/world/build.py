@@ -7,9 +7,10 @@ finished ones and resumes the interrupted one from its last checkpoint. Output l
     DIR/people.json         known people (names + identity vectors) and new people
     DIR/base/               the text-to-image model (a StableDiffusionPipeline folder)
     DIR/clip/               the world's CLIP (CLIPModel folder)
-    DIR/faces/              recognizer, detector and context classifier (safetensors + JSON)
+    DIR/faces/              recognizer, judge (scores benchmarks), detector, context classifier
     DIR/references/         4 reference portraits of each evaluation new person
     DIR/quality.json        the world's own quality checks (docs/proving-ground.md)
+    DIR/pulid/              PuLID's world adapter (`sameface world pulid`, not part of the build)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ WORLD_VERSION = 1
 
 @dataclass
 class BuildConfig:
-    """Everything that decides the world. Defaults are the shipped world (~1 h 40 min on 2 cores)."""
+    """Everything that decides the world. Defaults are the shipped world's recipe (~3 h on 2 cores)."""
 
     seed: int = 0
     sizes: WorldSizes = field(default_factory=WorldSizes)
@@ -46,7 +47,7 @@ class BuildConfig:
     vae: LoopSettings = field(default_factory=lambda: LoopSettings(steps=2000, lr=1e-3, warmup=100))
     text: LoopSettings = field(default_factory=lambda: LoopSettings(steps=8000, lr=1e-3))
     unet: LoopSettings = field(
-        default_factory=lambda: LoopSettings(steps=5000, lr=4e-4, warmup=200, ema=0.999)
+        default_factory=lambda: LoopSettings(steps=15000, lr=4e-4, warmup=200, ema=0.999)
     )
     recognizer: LoopSettings = field(default_factory=lambda: LoopSettings(steps=2000, lr=2e-3))
     detector: LoopSettings = field(default_factory=lambda: LoopSettings(steps=1200, lr=2e-3))
@@ -160,6 +161,7 @@ def build_world(
         ("unet", train_world.stage_unet),
         ("faces", train_vision.stage_faces_data),
         ("recognizer", train_vision.stage_recognizer),
+        ("judge", train_vision.stage_judge),
         ("detector", train_vision.stage_detector),
         ("context", train_vision.stage_context),
         ("clip", train_vision.stage_clip),

@@ -54,14 +54,18 @@ class WorldRecognizer(Recognizer):
 
     Args:
         folder: the world's `faces/` folder.
+        net: which network: "recognizer" (the world's; methods condition on it) or "judge"
+            (the scoring-only second recogniser, named "world-judge").
     """
 
     name = "world"
     version = "1"
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, net: str = "recognizer"):
         self.folder = Path(folder)
-        self.net, self.meta = load_net(folder, "recognizer")
+        self.net, self.meta = load_net(folder, net)
+        if net != "recognizer":
+            self.name = f"world-{net}"
         self.dim = int(self.net.config["dim"])
         self.same_person_threshold = float(self.meta.get("same_person_threshold", 0.5))
 

@@ -132,7 +132,12 @@ class ContextNet(nn.Module):
         return {k: h(feats) for k, h in self.heads.items()}
 
 
-NETS = {"recognizer": FaceRecognizerNet, "detector": FaceDetectorNet, "context": ContextNet}
+NETS = {
+    "recognizer": FaceRecognizerNet,
+    "judge": FaceRecognizerNet,  # the scoring-only second recogniser
+    "detector": FaceDetectorNet,
+    "context": ContextNet,
+}
 """Saved network name -> class."""
 
 

@@ -130,13 +130,16 @@ def measure_world(
 
     embs = embed_generated(world, named_imgs)
     det = [e is not None for e in embs]
-    sims, top1, same = [], [], []
+    sims, top1, top10, percentile, same = [], [], [], [], []
     for e, i in zip(embs, who, strict=False):
         if e is None:
             continue
         s = gal @ e
         sims.append(float(s[i]))
-        top1.append(int(np.argmax(s)) == i)
+        above = int((s > s[i]).sum())  # known people the image is more like than its own
+        top1.append(above == 0)
+        top10.append(above < 10)
+        percentile.append(1 - above / (len(s) - 1))
         same.append(float(s[i]) >= thr)
     anon_embs = [e for e in embed_generated(world, anon_imgs) if e is not None]
     anon_best = [float(np.max(gal @ e)) for e in anon_embs]
@@ -160,7 +163,7 @@ def measure_world(
     if work is not None:
         import json
 
-        for stage in ("recognizer", "detector", "context", "latents"):
+        for stage in ("recognizer", "judge", "detector", "context", "latents"):
             f = Path(work) / "done" / f"{stage}.json"
             if f.is_file():
                 build[stage] = json.loads(f.read_text())
@@ -172,8 +175,12 @@ def measure_world(
             "detection_rate": _r(np.mean(det)),
             "id_similarity_mean": _r(np.mean(sims)) if sims else None,
             "top1_identification": _r(np.mean(top1)) if top1 else None,
+            "top10_identification": _r(np.mean(top10)) if top10 else None,
+            # 1 = the own person ranks first among all known people, 0.5 = chance
+            "own_rank_percentile_mean": _r(np.mean(percentile)) if percentile else None,
             "same_person_rate": _r(np.mean(same)) if same else None,
             "chance_top1": _r(1 / len(known.names)),
+            "chance_top10": _r(min(1.0, 10 / len(known.names))),
         },
         "a_person": {
             "detection_rate": _r(len(anon_embs) / max(1, len(anon_imgs))),

@@ -15,6 +15,8 @@ from torch.nn import functional as F
 from .pool import NO_FACE, Pool
 
 FACES = "faces"
+JUDGE = "judge"
+"""The scoring-only recogniser's name in `faces/` (`stage_judge`)."""
 
 
 def _both(work: Path, name: str) -> tuple[Pool, np.ndarray]:
@@ -72,15 +74,35 @@ def arcface_logits(
 
 def stage_recognizer(config, out: Path, work: Path, progress: bool) -> dict:
     """Metric learning over the known people with ArcFace; threshold set on held-out new people."""
+    return _train_recognizer(config, out, work, progress, "recognizer", config.seed, every=1)
+
+
+def stage_judge(config, out: Path, work: Path, progress: bool) -> dict:
+    """A second recogniser that only scores: another seed, every other known person.
+
+    PuLID (and any method with an ID loss) is trained to please the world recogniser, so
+    judging its images with that same network flatters them; the benchmark scores with this
+    one, which shares neither weights, initialisation nor half of the training people.
+    """
+    return _train_recognizer(config, out, work, progress, JUDGE, config.seed + 1, every=2)
+
+
+def _train_recognizer(
+    config, out: Path, work: Path, progress: bool, name: str, seed: int, every: int
+) -> dict:
+    """Train and save the recogniser `name` on known people whose index is 1 modulo `every`
+    (all of them for `every=1`)."""
     from safetensors.numpy import load_file
 
     from .nets import FaceRecognizerNet, save_net
     from .trainer import train_loop
 
     data = load_file(str(work / "pool.crops.safetensors"))
-    crops = np.concatenate([data["crops"], data["crops_roundtrip"]])
-    person = np.concatenate([data["person"], data["person"]])
+    keep = data["person"] % every == every - 1
+    crops = np.concatenate([data["crops"][keep], data["crops_roundtrip"][keep]])
+    person = np.concatenate([data["person"][keep], data["person"][keep]])
     size = crops.shape[1]
+    torch.manual_seed(seed)
     net = FaceRecognizerNet(config.sizes.recognizer_dim, size, config.sizes.net_widths)
     classes = torch.nn.Module()
     classes.weight = torch.nn.Parameter(
@@ -98,12 +120,12 @@ def stage_recognizer(config, out: Path, work: Path, progress: bool) -> dict:
         return loss, {}
 
     trained = train_loop(
-        "recognizer",
+        name,
         work,
         {"net": net, "classes": classes},
         loss_fn,
         config.recognizer,
-        seed=config.seed,
+        seed=seed,
         progress=progress,
     )
     net = trained["net"]
@@ -111,7 +133,7 @@ def stage_recognizer(config, out: Path, work: Path, progress: bool) -> dict:
     save_net(
         net,
         out / FACES,
-        "recognizer",
+        name,
         {"same_person_threshold": verification["threshold"], "verification": verification},
     )
     return verification

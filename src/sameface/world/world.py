@@ -35,7 +35,7 @@ def resolve_world(folder: str | os.PathLike | None = None) -> Path:
     if missing:
         raise ModelNotFoundError(
             f"{path} is not a built world (missing {', '.join(missing)}); build one with "
-            f"`sameface world build --out {path}` (about 1 h 40 min on 2 CPU cores)"
+            f"`sameface world build --out {path}` (about 3 h on 2 CPU cores)"
         )
     return path
 
@@ -91,6 +91,16 @@ class World:
         return WorldRecognizer(self.folder / "faces")
 
     @cached_property
+    def judge(self) -> Any | None:
+        """The scoring-only recogniser (`faces/judge.*`), or None in a world built without it."""
+        from .faces import WorldRecognizer
+        from .train_vision import JUDGE
+
+        if not (self.folder / "faces" / f"{JUDGE}.json").is_file():
+            return None
+        return WorldRecognizer(self.folder / "faces", JUDGE)
+
+    @cached_property
     def detector(self) -> Any:
         from .faces import WorldDetector
 
@@ -102,12 +112,14 @@ class World:
 
         return ContextClassifier(self.folder / "faces")
 
-    def analyzer(self) -> Any:
-        """A `FaceAnalyzer` with the world's detector and recogniser."""
+    def analyzer(self, recognizer: Any | None = None) -> Any:
+        """A `FaceAnalyzer` with the world's detector and recogniser (or `recognizer`)."""
         from ..faces import FaceAnalyzer
         from .faces import MIN_FACE_SIZE
 
-        return FaceAnalyzer(self.recognizer, detector=self.detector, min_face_size=MIN_FACE_SIZE)
+        return FaceAnalyzer(
+            recognizer or self.recognizer, detector=self.detector, min_face_size=MIN_FACE_SIZE
+        )
 
     def reference_people(self) -> dict[str, list[Path]]:
         """Evaluation new people with their shipped reference photos, by folder name."""
