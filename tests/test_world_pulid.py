@@ -236,6 +236,8 @@ def test_cli_world_pulid(world, trained, capsys):
         "1=2",
         "--steps",
         "2=2",
+        "--steps",
+        "3=2",
         "--quiet",
     ]
     for k, v in TINY.items():
