@@ -43,11 +43,9 @@ def world(tmp_path_factory):
     return World.load(out)
 
 
-@pytest.fixture(scope="module")
-def trained(world, tmp_path_factory):
-    """Stages 1, 2 and 3 (the default), two steps each: (work folder, WORLD/pulid)."""
-    work = tmp_path_factory.mktemp("pulid")
-    adapter = train_world_pulid(
+def _train_tiny(world, work, log):
+    """Every default stage, two steps each, on 6 rendered portraits."""
+    return train_world_pulid(
         world.folder,
         work,
         DEFAULT_STAGES,
@@ -55,8 +53,15 @@ def trained(world, tmp_path_factory):
         n_images=6,
         overrides=TINY,
         stage_overrides={1: {"steps": 2}, 2: {"steps": 2}, 3: {"steps": 2}},
-        log=lambda s: None,
+        log=log,
     )
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    """Stages 1, 2 and 3 (the default), two steps each: (work folder, WORLD/pulid)."""
+    work = tmp_path_factory.mktemp("pulid")
+    adapter = _train_tiny(world, work, lambda s: None)
     return work, adapter
 
 
@@ -151,16 +156,7 @@ def test_three_stages_train_with_the_world_models(trained, world):
     assert set(json.loads((work / "timings.json").read_text())) == {"stage1", "stage2", "stage3"}
     # A rerun finds every stage done and trains nothing.
     lines = []
-    train_world_pulid(
-        world.folder,
-        work,
-        DEFAULT_STAGES,
-        False,
-        n_images=6,
-        overrides=TINY,
-        stage_overrides={1: {"steps": 2}, 2: {"steps": 2}, 3: {"steps": 2}},
-        log=lines.append,
-    )
+    _train_tiny(world, work, lines.append)
     assert sum("done earlier" in line for line in lines) == 3
 
 

@@ -19,6 +19,9 @@ from ..faces.recognizers.base import Recognizer, unit
 from ..faces.types import Face
 from .nets import load_net, to_net_input
 
+JUDGE = "judge"
+"""The scoring-only second recogniser's name in `faces/` (built by `train_vision.stage_judge`)."""
+
 MIN_FACE_SIZE = 12.0
 """World faces are ~20–45 px in a 64 px image; analyzers for the world use this minimum."""
 

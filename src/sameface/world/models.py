@@ -135,35 +135,30 @@ def build_unet(s: WorldSizes) -> Any:
     )
 
 
+def _schedule() -> dict:
+    """Scheduler arguments shared by training and sampling: SD 1.x's betas, ε-prediction."""
+    n = NoiseSchedule()
+    return {
+        "num_train_timesteps": n.num_train_timesteps,
+        "beta_start": n.beta_start,
+        "beta_end": n.beta_end,
+        "beta_schedule": n.beta_schedule,
+        "clip_sample": False,
+        "prediction_type": "epsilon",
+    }
+
+
 def build_train_scheduler() -> Any:
     from diffusers import DDPMScheduler
 
-    n = NoiseSchedule()
-    return DDPMScheduler(
-        num_train_timesteps=n.num_train_timesteps,
-        beta_start=n.beta_start,
-        beta_end=n.beta_end,
-        beta_schedule=n.beta_schedule,
-        clip_sample=False,
-        prediction_type="epsilon",
-    )
+    return DDPMScheduler(**_schedule())
 
 
 def build_sample_scheduler() -> Any:
     """The scheduler shipped with the pipeline: DDIM with SD 1.x's settings."""
     from diffusers import DDIMScheduler
 
-    n = NoiseSchedule()
-    return DDIMScheduler(
-        num_train_timesteps=n.num_train_timesteps,
-        beta_start=n.beta_start,
-        beta_end=n.beta_end,
-        beta_schedule=n.beta_schedule,
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
+    return DDIMScheduler(**_schedule(), set_alpha_to_one=False, steps_offset=1)
 
 
 def build_clip(s: WorldSizes) -> Any:

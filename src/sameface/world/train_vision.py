@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .faces import JUDGE
 from .pool import NO_FACE, Pool
 
 FACES = "faces"
-JUDGE = "judge"
-"""The scoring-only recogniser's name in `faces/` (`stage_judge`)."""
 
 
 def _both(work: Path, name: str) -> tuple[Pool, np.ndarray]:

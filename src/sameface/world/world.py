@@ -93,8 +93,7 @@ class World:
     @cached_property
     def judge(self) -> Any | None:
         """The scoring-only recogniser (`faces/judge.*`), or None in a world built without it."""
-        from .faces import WorldRecognizer
-        from .train_vision import JUDGE
+        from .faces import JUDGE, WorldRecognizer
 
         if not (self.folder / "faces" / f"{JUDGE}.json").is_file():
             return None
