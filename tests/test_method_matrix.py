@@ -120,3 +120,70 @@ def test_interrupted_personalisation_resumes(tmp_path, method, ident, monkeypatc
     monkeypatch.setattr(module, "l_simple", real)
     method.personalize(ident, tiny_base_model("sd1"), _config(method), tmp_path, progress=False)
     assert artifact_method(tmp_path) == method.name
+
+
+# Few-step training per encoder method: config settings, and what its `train` takes beside
+# (data, base, config, out_dir).
+def _pulid_train_kwargs() -> dict:
+    from sameface.methods.pulid import tiny_clip_vision
+
+    return {"vision": tiny_clip_vision()}
+
+
+TRAIN = {
+    "pulid": (
+        FAST["pulid"] | {"batch_size": 2, "steps": 4, "checkpoint_every": 3},
+        _pulid_train_kwargs,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, analyzer):
+    from pathlib import Path
+
+    from sameface.data.prepare import PrepareSettings, prepare_face_dataset
+
+    out = tmp_path_factory.mktemp("dataset")
+    faces = Path(__file__).resolve().parents[1] / "examples" / "faces"
+    prepare_face_dataset(faces, out, analyzer, PrepareSettings(resolution=64), progress=False)
+    return out
+
+
+def test_every_encoder_method_has_fast_training():
+    encoders = [m for m in available_methods() if get_method(m).train is not None]
+    assert sorted(TRAIN) == encoders
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, method, dataset, monkeypatch):
+    """An encoder's `train`, stopped after step 2 of 4 and run again, writes the same weights."""
+    if method.train is None:
+        pytest.skip("optimisation methods train in personalize (tested above)")
+    from safetensors.torch import load_file
+
+    from sameface.training import TrainingRun
+
+    settings, extra = TRAIN[method.name]
+
+    def train(out):
+        config = method.config_cls(**settings)
+        return method.train(dataset, tiny_base_model("sd1"), config, out, progress=False, **extra())
+
+    straight = train(tmp_path / "straight")
+    real = TrainingRun._after_step
+
+    def stop_after_second(run, phase, entry):
+        real(run, phase, entry)
+        if run.global_step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingRun, "_after_step", stop_after_second)
+    with pytest.raises(TrainingError, match="interrupted at step 2/4"):
+        train(tmp_path / "resumed")
+    monkeypatch.undo()
+    resumed = train(tmp_path / "resumed")
+    files = sorted(p.name for p in straight.glob("*.safetensors"))
+    assert files and files == sorted(p.name for p in resumed.glob("*.safetensors"))
+    for name in files:
+        a, b = load_file(str(straight / name)), load_file(str(resumed / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

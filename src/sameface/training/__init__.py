@@ -1,6 +1,8 @@
-"""Small shared helpers for training loops: checkpoints, optimiser state, RNG state."""
+"""Shared training machinery: one resumable loop (`TrainingRun`), checkpoints, optimiser and RNG state."""
 
 from .checkpoint import CheckpointManager
+from .ema import Ema
+from .run import Phase, TrainingRun, fingerprint, loss_summary
 from .state import (
     generator_from_state,
     optimizer_state_dict_to_tensors,
@@ -9,7 +11,12 @@ from .state import (
 
 __all__ = [
     "CheckpointManager",
+    "Ema",
+    "Phase",
+    "TrainingRun",
+    "fingerprint",
     "generator_from_state",
+    "loss_summary",
     "optimizer_state_dict_to_tensors",
     "tensors_to_optimizer_state_dict",
 ]

@@ -14,30 +14,21 @@ to `train_log.jsonl`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ...errors import SamefaceError, TrainingError
-from ...fileio import append_jsonl
+from ...errors import SamefaceError
 from ...losses import alignment_loss, diffusion_target, face_id_loss, l_simple, sample_timesteps
 from ...models.text import encode_prompts
-from ...training import (
-    CheckpointManager,
-    generator_from_state,
-    optimizer_state_dict_to_tensors,
-    tensors_to_optimizer_state_dict,
-)
+from ...training import Phase, TrainingRun, fingerprint, loss_summary
 from ...training.distributed import distributed_context
 from ...training.few_step import generate_x0
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import to_tensor_images
-from ...training.state import deferred_interrupt
 from .config import PuLIDConfig
 from .model import PuLIDModel
 
@@ -86,9 +77,21 @@ def train(
     data = FaceDataset(data_dir)
     _check_data_recognizer(data_dir, cfg)
     out = Path(out_dir)
-    ckpts = CheckpointManager(out / "checkpoints")
-    if not resume and ctx.is_main:
-        ckpts.clear()
+    # Each process draws its own batches from its own stream; all restart identically.
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.process_index)
+    run = TrainingRun(
+        f"pulid stage {cfg.stage}",
+        out / "checkpoints",
+        fingerprint=_fingerprint(cfg, data, base, init_from),
+        rngs={"rng": generator},
+        checkpoint_every=cfg.checkpoint_every,
+        log_file=out / "train_log.jsonl",
+        log_every=cfg.log_every,
+        context=ctx,
+        progress=progress,
+    )
+    if not resume:
+        run.clear()
     ctx.wait()
 
     with contextlib.ExitStack() as stack:
@@ -99,201 +102,105 @@ def train(
             model = PuLIDModel(base, cfg, vision=vision)
         stack.callback(model.remove)  # the base UNet gets its own processors back
         stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
-        run = _Run(model, cfg, ckpts, _fingerprint(cfg, data, base, init_from), ctx)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+        )
+        step = _step_fn(cfg, model, base, data, generator)
+        run.add_phase(
+            Phase(
+                f"stage {cfg.stage}",
+                cfg.steps,
+                step,
+                optimizer=optimizer,
+                modules={"model": model},
+                lr=cfg.learning_rate,  # a resumed run may use a new learning rate
+            )
+        )
         if resume:
             run.restore()
-        _optimise(run, base, data, progress)
+        run.train()
         if ctx.is_main:
-            model.save(
-                out,
-                extra={
-                    "trained": {"stage": cfg.stage, "steps": run.step, "losses": _summary(run.log)}
-                },
-            )
+            trained = {"stage": cfg.stage, "steps": cfg.steps, "losses": loss_summary(run.log)}
+            model.save(out, extra={"trained": trained})
         ctx.wait()
-    if ctx.is_main:
-        ckpts.clear()
+    run.clear()
     return out
 
 
-class _Run:
-    """Trainable state: the model's weights, AdamW, the RNG, the step and the loss log."""
-
-    def __init__(
-        self,
-        model: PuLIDModel,
-        cfg: PuLIDConfig,
-        ckpts: CheckpointManager,
-        fingerprint: str,
-        ctx: Any,
-    ):
-        self.model, self.cfg, self.ckpts, self.fingerprint, self.ctx = (
-            model,
-            cfg,
-            ckpts,
-            fingerprint,
-            ctx,
-        )
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
-        )
-        # Each process draws its own batches from its own stream; all restart identically.
-        self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.process_index)
-        self.step = 0
-        self.log: list[dict] = []
-
-    def save(self, rng_state: Any = None) -> None:
-        """Checkpoint after `self.step` steps (main process; every process holds the same weights)."""
-        if not self.ctx.is_main:
-            return
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt_tensors, opt_meta = optimizer_state_dict_to_tensors(self.optimizer)
-        tensors |= opt_tensors | {
-            "rng": self.generator.get_state() if rng_state is None else rng_state
-        }
-        state = {"fingerprint": self.fingerprint, "log": self.log, "optimizer": opt_meta}
-        self.ckpts.save(self.step, tensors, state)
-
-    def restore(self) -> None:
-        latest = self.ckpts.load_latest()
-        if latest is None:
-            return
-        tensors, state = latest
-        if state.get("fingerprint") != self.fingerprint:
-            raise SamefaceError(
-                f"{self.ckpts.folder} holds checkpoints of another run (settings, data, base or "
-                "starting model); pass --no-resume to start over, or use another --out"
-            )
-        weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(tensors_to_optimizer_state_dict(tensors, state["optimizer"]))
-        for g in self.optimizer.param_groups:
-            g["lr"] = self.cfg.learning_rate
-        # Only the main process's RNG is checkpointed; the others derive theirs from it.
-        rng = generator_from_state(tensors["rng"])
-        if self.ctx.process_index:
-            seed = int(torch.randint(0, 2**62, (1,), generator=rng)) + self.ctx.process_index
-            rng = torch.Generator().manual_seed(seed)
-        self.generator = rng
-        self.step, self.log = int(state["step"]), list(state["log"])
-
-
-def _optimise(run: _Run, base: Any, data: Any, progress: bool) -> None:
-    """The loop: per step, the diffusion branch, then (stage ≥ 2) the few-step branch for
-    the ID loss, then (stage 3) the prompt-only path for the alignment loss."""
-    from tqdm.auto import tqdm
-
+def _step_fn(cfg: PuLIDConfig, model: PuLIDModel, base: Any, data: Any, g: torch.Generator):
+    """One step: the diffusion branch, then (stage ≥ 2) the few-step branch for the ID loss,
+    then (stage 3) the prompt-only path for the alignment loss (seed 004, eq. 4-7)."""
     from .recognition import id_loss_models
 
-    cfg, model, g = run.cfg, run.model, run.generator
     res = cfg.resolution or base.resolution
     scheduler = training_scheduler(base)
     dev, dtype = base.device, base.dtype
     recognizer, detector = id_loss_models(cfg, dev) if cfg.stage >= 2 else (None, None)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
-    bar = tqdm(
-        total=cfg.steps,
-        initial=run.step,
-        desc=f"pulid stage {cfg.stage}",
-        unit="step",
-        disable=None if progress and run.ctx.is_main else True,
-    )
-    rng_at_start = None
-    try:
-        while run.step < cfg.steps:
-            rng_at_start = g.get_state()
-            batch = [data[int(i)] for i in torch.randint(len(data), (cfg.batch_size,), generator=g)]
-            drop = torch.rand(cfg.batch_size, generator=g) < cfg.id_drop_prob
-            noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-            t = sample_timesteps(scheduler, cfg.batch_size, g)
 
-            with torch.no_grad():
-                images = to_tensor_images(np.stack([b["crop"] for b in batch]), res).to(dev, dtype)
-                latents = base.vae.encode(images).latent_dist.sample(
-                    torch.Generator(dev.type).manual_seed(noise_seed)
-                )
-                latents = latents.float() * base.vae.config.scaling_factor
-                id_vec, vit = model.condition(
-                    np.stack([b["aligned"] for b in batch])[:, None],
-                    _aligned_masks(batch),
-                    np.stack([b["embedding"] for b in batch])[:, None],
-                )
-                id_vec, vit = model.drop_condition(id_vec, vit, drop)
-            noise = torch.randn(
-                latents.shape, generator=torch.Generator().manual_seed(noise_seed)
-            ).to(latents)
-            noisy = scheduler.add_noise(latents, noise, t.to(latents.device)).to(dev, dtype)
-            losses: dict[str, Any] = {}
-            with autocast:
-                tokens = model.tokens(id_vec, vit)
-                hidden, added = encode_prompts(base, [b["caption"] for b in batch], size=(res, res))
-                rec_id: dict = {} if cfg.stage == 3 else None
-                kw = model.cross_attention_kwargs(tokens, attn_record=rec_id)
-                pred = base.unet(
-                    noisy, t.to(dev), hidden, added_cond_kwargs=added, cross_attention_kwargs=kw
-                ).sample
-                losses["diff"] = l_simple(
-                    pred, diffusion_target(scheduler, latents, noise, t).to(dev)
-                )
-                if cfg.stage == 3:  # the same prompt, noise and timestep without the ID
-                    rec_txt: dict = {}
-                    with torch.no_grad():
-                        base.unet(
-                            noisy,
-                            t.to(dev),
-                            hidden,
-                            added_cond_kwargs=added,
-                            cross_attention_kwargs=model.cross_attention_kwargs(
-                                None, attn_record=rec_txt
-                            ),
-                        )
-                    losses["align"] = alignment_loss(
-                        rec_id, rec_txt, cfg.lambda_align_sem, cfg.lambda_align_layout
+    def step(_: int) -> dict:
+        batch = [data[int(i)] for i in torch.randint(len(data), (cfg.batch_size,), generator=g)]
+        drop = torch.rand(cfg.batch_size, generator=g) < cfg.id_drop_prob
+        noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        t = sample_timesteps(scheduler, cfg.batch_size, g)
+
+        with torch.no_grad():
+            images = to_tensor_images(np.stack([b["crop"] for b in batch]), res).to(dev, dtype)
+            latents = base.vae.encode(images).latent_dist.sample(
+                torch.Generator(dev.type).manual_seed(noise_seed)
+            )
+            latents = latents.float() * base.vae.config.scaling_factor
+            id_vec, vit = model.condition(
+                np.stack([b["aligned"] for b in batch])[:, None],
+                _aligned_masks(batch),
+                np.stack([b["embedding"] for b in batch])[:, None],
+            )
+            id_vec, vit = model.drop_condition(id_vec, vit, drop)
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(noise_seed)).to(
+            latents
+        )
+        noisy = scheduler.add_noise(latents, noise, t.to(latents.device)).to(dev, dtype)
+        losses: dict[str, Any] = {}
+        with autocast:
+            tokens = model.tokens(id_vec, vit)
+            hidden, added = encode_prompts(base, [b["caption"] for b in batch], size=(res, res))
+            rec_id: dict = {} if cfg.stage == 3 else None
+            kw = model.cross_attention_kwargs(tokens, attn_record=rec_id)
+            pred = base.unet(
+                noisy, t.to(dev), hidden, added_cond_kwargs=added, cross_attention_kwargs=kw
+            ).sample
+            losses["diff"] = l_simple(pred, diffusion_target(scheduler, latents, noise, t).to(dev))
+            if cfg.stage == 3:  # the same prompt, noise and timestep without the ID
+                rec_txt: dict = {}
+                with torch.no_grad():
+                    base.unet(
+                        noisy,
+                        t.to(dev),
+                        hidden,
+                        added_cond_kwargs=added,
+                        cross_attention_kwargs=model.cross_attention_kwargs(
+                            None, attn_record=rec_txt
+                        ),
                     )
-                if cfg.stage >= 2:  # an image from pure noise in a few steps, then its face
-                    keep = ~drop
-                    if keep.any():
-                        x0 = generate_x0(
-                            base, hidden[keep], added_cond_kwargs=_select(added, keep), cross_attention_kwargs=model.cross_attention_kwargs(tokens[keep]),
-                            sampler=_SAMPLERS[cfg.fast_sampler], steps=cfg.lightning_steps, size=res,
-                            generator=torch.Generator().manual_seed(noise_seed + 1), checkpoint=True,
-                        )  # fmt: skip
-                        ref = torch.tensor(np.stack([b["embedding"] for b in batch]))[keep].to(dev)
-                        losses["id"], found = face_id_loss(x0, ref, recognizer, detector)
-                        losses["id_faces"] = float(found.float().mean())
-            loss = losses["diff"] + losses.get("align", 0.0) + cfg.lambda_id * losses.get("id", 0.0)
-            run.optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                run.save(rng_at_start)
-                raise TrainingError(
-                    f"loss is not finite at step {run.step}; the last state is checkpointed in "
-                    f"{run.ckpts.folder}. Lower the learning rate and run again to resume"
+                losses["align"] = alignment_loss(
+                    rec_id, rec_txt, cfg.lambda_align_sem, cfg.lambda_align_layout
                 )
-            loss.backward()
-            _average_gradients(run)
-            with deferred_interrupt():  # update, log, step and RNG state move together
-                run.optimizer.step()
-                entry = {"step": run.step + 1, "loss": float(loss.detach())} | {
-                    k: float(v.detach()) if torch.is_tensor(v) else float(v)
-                    for k, v in losses.items()
-                }
-                run.log.append(entry)
-                run.step += 1
-                rng_at_start = None
-            bar.update(1)
-            bar.set_postfix(loss=f"{entry['loss']:.4f}")
-            if run.ctx.is_main and cfg.log_every and run.step % cfg.log_every == 0:
-                append_jsonl(
-                    run.ckpts.folder.parent / "train_log.jsonl", entry | {"time": time.time()}
-                )
-            if run.ckpts.due(run.step, cfg.checkpoint_every, cfg.steps):
-                run.save()
-    except KeyboardInterrupt:
-        run.save(rng_at_start)
-        raise run.ckpts.interrupted(run.step, cfg.steps) from None
-    finally:
-        bar.close()
+            if cfg.stage >= 2:  # an image from pure noise in a few steps, then its face
+                keep = ~drop
+                if keep.any():
+                    x0 = generate_x0(
+                        base, hidden[keep], added_cond_kwargs=_select(added, keep), cross_attention_kwargs=model.cross_attention_kwargs(tokens[keep]),
+                        sampler=_SAMPLERS[cfg.fast_sampler], steps=cfg.lightning_steps, size=res,
+                        generator=torch.Generator().manual_seed(noise_seed + 1), checkpoint=True,
+                    )  # fmt: skip
+                    ref = torch.tensor(np.stack([b["embedding"] for b in batch]))[keep].to(dev)
+                    losses["id"], found = face_id_loss(x0, ref, recognizer, detector)
+                    losses["id_faces"] = float(found.float().mean())
+        loss = losses["diff"] + losses.get("align", 0.0) + cfg.lambda_id * losses.get("id", 0.0)
+        return {"loss": loss} | losses
+
+    return step
 
 
 def _check_data_recognizer(data_dir: str | Path, cfg: PuLIDConfig) -> None:
@@ -322,29 +229,10 @@ def _select(added: dict | None, keep: torch.Tensor) -> dict | None:
     return None if added is None else {k: v[keep] for k, v in added.items()}
 
 
-def _average_gradients(run: _Run) -> None:
-    """Data parallelism without DDP's wrapper: average every gradient over the processes."""
-    if run.ctx.num_processes < 2:
-        return
-    import torch.distributed as dist
-
-    for p in run.params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad /= run.ctx.num_processes
-
-
 def _fingerprint(cfg: PuLIDConfig, data: Any, base: Any, init_from: Any) -> str:
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    h.update(json.dumps([s["id"] for s in data.samples]).encode())
-    h.update(f"{base.family}:{base.source}:{init_from}".encode())
-    return h.hexdigest()[:16]
-
-
-def _summary(log: list[dict]) -> dict:
-    """Mean of each logged loss over the last 50 steps."""
-    tail = log[-50:]
-    keys = [k for k in (tail[-1] if tail else {}) if k != "step"]
-    return {k: round(float(np.mean([e[k] for e in tail if k in e])), 6) for k in keys}
+    return fingerprint(
+        settings,
+        json.dumps([s["id"] for s in data.samples]),
+        f"{base.family}:{base.source}:{init_from}",
+    )

@@ -7,28 +7,20 @@ L_simple with Adam, checkpoint, write the artifact.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ... import __version__
-from ...errors import SamefaceError, TrainingError
 from ...identity import check_destination
 from ...losses import diffusion_target, l_simple, sample_timesteps
 from ...models.text import encode_prompts
-from ...training import (
-    CheckpointManager,
-    generator_from_state,
-    optimizer_state_dict_to_tensors,
-    tensors_to_optimizer_state_dict,
-)
+from ...training import Phase, TrainingRun, fingerprint
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import encode_latent_stats, to_tensor_images, to_tensor_masks
-from ...training.state import deferred_interrupt
 from .artifact import EMBEDS_FILE, save_embeddings
 from .config import TextualInversionConfig
 from .init import choose_init
@@ -78,10 +70,23 @@ def personalize(
     cfg = config or TextualInversionConfig()
     out = Path(out_dir)
     check_destination(out / "identity", overwrite=True)  # fail now, not after training
-    ckpts = CheckpointManager(out / "checkpoints")
-    if not resume:
-        ckpts.clear()
     res = cfg.resolution or base.resolution
+    generator = torch.Generator().manual_seed(cfg.seed)  # every random draw of the run
+    run = TrainingRun(
+        "textual inversion",
+        out / "checkpoints",
+        fingerprint=_fingerprint(cfg, identity, base),
+        rngs={"rng": generator},
+        checkpoint_every=cfg.checkpoint_every,
+        max_nan_steps=cfg.max_nan_steps,
+        require_grads=(
+            "the learned vectors received no gradient: another identity is attached to this "
+            "base model's text encoder, or the prompts do not contain the placeholder"
+        ),
+        progress=progress,
+    )
+    if not resume:
+        run.clear()
 
     # Tokens and their starting vectors (the same vocabulary tokens on every encoder).
     choice = choose_init(
@@ -103,11 +108,22 @@ def personalize(
             stack.callback(splice.remove)  # the base model is given back without our hooks
             tokenizers.append(new_tok)
             learned.append(lt)
-        run = _RunState(learned, cfg, ckpts, _fingerprint(cfg, identity, base))
+        stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
+        params = [p for lt in learned for p in lt.parameters()]
+        step = _step_fn(cfg, base, identity, tokenizers, learned, res, generator)
+        run.add_phase(
+            Phase(
+                "textual inversion",
+                cfg.steps,
+                step,
+                optimizer=torch.optim.Adam(params, lr=cfg.learning_rate, betas=cfg.adam_betas),
+                modules={f"learned.{i}": lt for i, lt in enumerate(learned)},
+                lr=cfg.learning_rate,  # a resumed run may use a new learning rate
+            )
+        )
         if resume:
             run.restore()
-        stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
-        _optimise(run, base, identity, tokenizers, res, progress)
+        run.train()
 
     vectors = [lt.vectors().detach() for lt in learned]
     meta = {
@@ -134,7 +150,7 @@ def personalize(
         "reparam_base": cfg.reparam_base,
         "vector_norms": [[round(float(x), 5) for x in v.norm(dim=-1)] for v in vectors],
         "config": cfg.to_dict(),
-        "loss": _loss_summary(run.losses),
+        "loss": _loss_summary(run.losses()),
         "identity": {
             "photos": identity.num_photos,
             "recognizer": identity.meta.get("recognizer", {}),
@@ -142,75 +158,20 @@ def personalize(
     }
     identity.save(out / "identity", overwrite=True, save_crops=False)
     save_embeddings(out, base.family, cfg.placeholder, vectors, meta)
-    ckpts.clear()
+    run.clear()
     return out
 
 
-class _RunState:
-    """Everything a checkpoint holds: learned vectors, Adam state, RNG state, step and losses."""
-
-    def __init__(
-        self,
-        learned: list[LearnedTokens],
-        cfg: TextualInversionConfig,
-        ckpts: CheckpointManager,
-        fingerprint: str,
-    ):
-        self.learned, self.cfg, self.ckpts, self.fingerprint = learned, cfg, ckpts, fingerprint
-        self.params = [p for lt in learned for p in lt.parameters()]
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.learning_rate, betas=cfg.adam_betas)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.step = 0
-        self.losses: list[float] = []
-        self.num_tokens = int(learned[0].vectors().shape[0])
-
-    def save(self, rng_state: Any = None) -> None:
-        """Checkpoint the state after `self.step` applied steps (`rng_state`: the RNG at that point)."""
-        tensors = {
-            f"learned.{i}.{n}": p
-            for i, lt in enumerate(self.learned)
-            for n, p in lt.named_parameters()
-        }
-        opt_tensors, opt_meta = optimizer_state_dict_to_tensors(self.optimizer)
-        tensors |= opt_tensors | {
-            "rng": self.generator.get_state() if rng_state is None else rng_state
-        }
-        state = {
-            "fingerprint": self.fingerprint,
-            "losses": self.losses[: self.step],
-            "optimizer": opt_meta,
-        }
-        self.ckpts.save(self.step, tensors, state)
-
-    def restore(self) -> None:
-        """Continue from the newest checkpoint, if any."""
-        latest = self.ckpts.load_latest()
-        if latest is None:
-            return
-        tensors, state = latest
-        if state.get("fingerprint") != self.fingerprint:
-            raise SamefaceError(
-                f"{self.ckpts.folder} holds checkpoints of a run with other settings, identity or base "
-                "model; pass --no-resume (resume=False) to start over, or use another --out"
-            )
-        with torch.no_grad():
-            for i, lt in enumerate(self.learned):
-                for name, p in lt.named_parameters():
-                    p.copy_(tensors[f"learned.{i}.{name}"])
-        self.optimizer.load_state_dict(tensors_to_optimizer_state_dict(tensors, state["optimizer"]))
-        for g in self.optimizer.param_groups:  # a resumed run may use a new learning rate
-            g["lr"] = self.cfg.learning_rate
-        self.generator = generator_from_state(tensors["rng"])
-        self.step, self.losses = int(state["step"]), list(state["losses"])
-
-
-def _optimise(
-    run: _RunState, base: Any, identity: Any, tokenizers: list, res: int, progress: bool
-) -> None:
-    """The training loop: L_simple (seed 001 eq. 3) with Adam, checkpointing as it goes."""
-    from tqdm.auto import tqdm
-
-    cfg = run.cfg
+def _step_fn(
+    cfg: TextualInversionConfig,
+    base: Any,
+    identity: Any,
+    tokenizers: list,
+    learned: list[LearnedTokens],
+    res: int,
+    g: torch.Generator,
+) -> Callable[[int], dict]:
+    """One step of L_simple (seed 001 eq. 3) on a random crop, template and timestep."""
     # Data: square face crops and their flips, as cached VAE posteriors (kept on the CPU,
     # where the checkpointed generator draws the noise).
     images = to_tensor_images(identity.squares, res)
@@ -224,100 +185,43 @@ def _optimise(
         m = torch.cat([m, m.flip(-1)]) if cfg.flip_prob > 0 else m
         weights = m + cfg.mask_weight * (1 - m)
     scheduler = training_scheduler(base)
-    token_text = " ".join(placeholder_tokens(cfg.placeholder, run.num_tokens))
-    dev, dtype, g = base.device, base.dtype, run.generator
+    token_text = " ".join(placeholder_tokens(cfg.placeholder, len(learned[0].vectors())))
+    dev, dtype = base.device, base.dtype
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
 
-    bar = tqdm(
-        total=cfg.steps,
-        initial=run.step,
-        desc="textual inversion",
-        unit="step",
-        disable=None if progress else True,
-    )
-    nan_run, rng_at_start = 0, None
-    try:
-        while run.step < cfg.steps:
-            # Everything random comes from the checkpointed generator; keep the state this
-            # step starts from in case it is interrupted half-way.
-            rng_at_start = g.get_state()
-            idx = torch.randint(n_photos, (cfg.batch_size,), generator=g)
-            if cfg.flip_prob > 0:
-                idx = (
-                    idx
-                    + n_photos * (torch.rand(cfg.batch_size, generator=g) < cfg.flip_prob).long()
-                )
-            latents = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
-            noise = torch.randn(latents.shape, generator=g)
-            t = sample_timesteps(scheduler, cfg.batch_size, g)
-            picks = torch.randint(len(cfg.templates), (cfg.batch_size,), generator=g)
-            prompts = [cfg.templates[int(i)].replace("{}", token_text) for i in picks]
+    def step(_: int) -> dict:
+        # Everything random comes from the checkpointed generator `g`.
+        idx = torch.randint(n_photos, (cfg.batch_size,), generator=g)
+        if cfg.flip_prob > 0:
+            idx = idx + n_photos * (torch.rand(cfg.batch_size, generator=g) < cfg.flip_prob).long()
+        latents = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
+        noise = torch.randn(latents.shape, generator=g)
+        t = sample_timesteps(scheduler, cfg.batch_size, g)
+        picks = torch.randint(len(cfg.templates), (cfg.batch_size,), generator=g)
+        prompts = [cfg.templates[int(i)].replace("{}", token_text) for i in picks]
 
-            with autocast:
-                noisy = scheduler.add_noise(latents, noise, t).to(dev, dtype)
-                hidden, added = encode_prompts(
-                    base, prompts, tokenizers=tokenizers, size=(res, res)
-                )
-                pred = base.unet(noisy, t.to(dev), hidden, added_cond_kwargs=added).sample
-            target = diffusion_target(scheduler, latents, noise, t).to(dev)
-            loss = l_simple(pred, target, None if weights is None else weights[idx].to(dev))
-            if (
-                cfg.reparam_base is None
-            ):  # L2 regularisation of plain vectors (seed 001, §Experiment)
-                loss = loss + cfg.l2_weight * sum(
-                    lt.vectors().pow(2).sum(-1).mean() for lt in run.learned
-                )
+        with autocast:
+            noisy = scheduler.add_noise(latents, noise, t).to(dev, dtype)
+            hidden, added = encode_prompts(base, prompts, tokenizers=tokenizers, size=(res, res))
+            pred = base.unet(noisy, t.to(dev), hidden, added_cond_kwargs=added).sample
+        target = diffusion_target(scheduler, latents, noise, t).to(dev)
+        loss = l_simple(pred, target, None if weights is None else weights[idx].to(dev))
+        if cfg.reparam_base is None:  # L2 regularisation of plain vectors (seed 001, §Experiment)
+            loss = loss + cfg.l2_weight * sum(lt.vectors().pow(2).sum(-1).mean() for lt in learned)
+        return {"loss": loss}
 
-            run.optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                loss.backward()
-                if any(p.grad is None for p in run.params):
-                    raise TrainingError(
-                        "the learned vectors received no gradient: another identity is attached to this "
-                        "base model's text encoder, or the prompts do not contain the placeholder"
-                    )
-                finite = all(bool(torch.isfinite(p.grad).all()) for p in run.params)
-            if not finite:
-                nan_run += 1
-                if nan_run >= cfg.max_nan_steps:
-                    run.save(rng_at_start)
-                    raise TrainingError(
-                        f"loss was not finite for {nan_run} steps in a row (step {run.step}); the last finite "
-                        f"vectors are checkpointed in {run.ckpts.folder}. Run again with a lower --lr to resume "
-                        "from them (or --mixed-precision no), or --no-resume to start over"
-                    )
-            with deferred_interrupt():  # update, loss, step and RNG state move together
-                if finite:
-                    nan_run = 0
-                    run.optimizer.step()
-                run.losses.append(float(loss.detach()) if finite else float("nan"))
-                run.step += 1
-                rng_at_start = None
-            bar.update(1)
-            bar.set_postfix(loss=f"{_recent_mean(run.losses):.4f}")
-            if run.ckpts.due(run.step, cfg.checkpoint_every, cfg.steps):
-                run.save()
-    except KeyboardInterrupt:
-        run.save(rng_at_start)
-        raise run.ckpts.interrupted(run.step, cfg.steps) from None
-    finally:
-        bar.close()
+    return step
 
 
 def _fingerprint(cfg: TextualInversionConfig, identity: Any, base: Any) -> str:
     """Hash of everything a resumed run must share with the interrupted one."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    h.update(identity.embedding.tobytes())
-    h.update(identity.squares.tobytes()[:1_000_000])
-    h.update(f"{base.family}:{base.source}".encode())
-    return h.hexdigest()[:16]
-
-
-def _recent_mean(losses: list[float], n: int = 20) -> float:
-    recent = [x for x in losses[-n:] if x == x]
-    return sum(recent) / len(recent) if recent else float("nan")
+    return fingerprint(
+        settings,
+        identity.embedding.tobytes(),
+        identity.squares.tobytes()[:1_000_000],
+        f"{base.family}:{base.source}",
+    )
 
 
 def _loss_summary(losses: list[float]) -> dict:
