@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sameface.adapters.tokens import LearnedTokens, expand_placeholder
 from sameface.errors import SamefaceError, TrainingError
 from sameface.identity import Identity
 from sameface.methods.textual_inversion import (
@@ -19,7 +20,6 @@ from sameface.methods.textual_inversion import (
 )
 from sameface.methods.textual_inversion.artifact import load_embeddings
 from sameface.methods.textual_inversion.init import choose_init, fit_to_count, word_ids
-from sameface.methods.textual_inversion.model import LearnedTokens, expand_placeholder
 from sameface.models import tiny_base_model
 
 

@@ -1,7 +1,5 @@
-"""Adapters on a frozen UNet: IP-Adapter-style decoupled ID cross-attention and ID encoders.
-
-Shared by the tuning-free methods (PuLID first; FeedFace and DreamIdentity can reuse the
-pieces). Importing this package is cheap: torch and diffusers load on first use of a name.
+"""What methods attach to a frozen base model: pseudo-word tokens in the text encoders,
+IP-Adapter-style decoupled ID cross-attention, ID encoders. They know no method. Importing this package is cheap: torch and diffusers load on first use of a name.
 """
 
 from __future__ import annotations
@@ -19,16 +17,22 @@ _EXPORTS = {
     "IDFormer": "id_encoder",
     "IDMLPEncoder": "id_encoder",
     "build_id_encoder": "id_encoder",
+    "EncoderTokens": "tokens",
+    "LearnedTokens": "tokens",
+    "TokenSplice": "tokens",
 }
 
 __all__ = [
     "ID_KWARGS",
     "CrossAttnRecord",
+    "EncoderTokens",
     "IDAdapter",
     "IDAttnProcessor",
     "IDEncoderConfig",
     "IDFormer",
     "IDMLPEncoder",
+    "LearnedTokens",
+    "TokenSplice",
     "build_id_encoder",
     "install_id_adapter",
 ]
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
         IDMLPEncoder,
         build_id_encoder,
     )
+    from sameface.adapters.tokens import EncoderTokens, LearnedTokens, TokenSplice
 
 
 def __getattr__(name: str) -> Any:

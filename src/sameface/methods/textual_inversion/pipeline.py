@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ...adapters.tokens import EncoderTokens
 from ..spec import GenerationOutput, artifact_base
 from .artifact import load_embeddings
-from .model import LearnedTokens, TokenSplice, tokenizer_with_placeholder
 
 
 class TextualInversionPipeline:
@@ -33,12 +33,8 @@ class TextualInversionPipeline:
         self.base, self.meta = base, meta
         self.placeholder = meta.get("placeholder", "<id>")
         k = int(meta.get("num_tokens", vectors[0].shape[0]))
-        self._splices = []
-        try:
-            tokenizers = self._attach(base, vectors, k)
-        except BaseException:
-            self.close()  # do not leave the first encoder's hook behind when the second fails
-            raise
+        self._tokens = self._attach(base, vectors, k)
+        tokenizers = self._tokens.tokenizers
         extra = {"tokenizer": tokenizers[0]} | (
             {"tokenizer_2": tokenizers[1]} if base.is_sdxl else {}
         )
@@ -48,20 +44,17 @@ class TextualInversionPipeline:
         )
         self.pipe.set_progress_bar_config(disable=None)
 
-    def _attach(self, base: Any, vectors: list[Any], k: int) -> list[Any]:
+    def _attach(self, base: Any, vectors: list[Any], k: int) -> EncoderTokens:
         """Tokenizer copies with the placeholder, and the learned vectors spliced into the encoders."""
-        tokenizers = []
-        for tok, enc, vec in zip(base.tokenizers, base.text_encoders, vectors, strict=True):
+        for enc, vec in zip(base.text_encoders, vectors, strict=True):
             if vec.shape[-1] != enc.get_input_embeddings().embedding_dim:
                 raise ValueError(
                     f"artifact vectors are {vec.shape[-1]}-d but the text encoder expects "
                     f"{enc.get_input_embeddings().embedding_dim}-d: wrong base model?"
                 )
-            new_tok, ids = tokenizer_with_placeholder(tok, self.placeholder, k)
-            fixed = LearnedTokens(vec.to(base.device), base=None).requires_grad_(False)
-            tokenizers.append(new_tok)
-            self._splices.append(TokenSplice(enc, ids, fixed))
-        return tokenizers
+        tokens = EncoderTokens(base.tokenizers, base.text_encoders, {self.placeholder: k})
+        tokens.set(self.placeholder, [v.to(base.device).float() for v in vectors])
+        return tokens
 
     @classmethod
     def from_artifact(
@@ -149,9 +142,7 @@ class TextualInversionPipeline:
 
     def close(self) -> None:
         """Remove the hooks from the base model's text encoders."""
-        for s in self._splices:
-            s.remove()
-        self._splices = []
+        self._tokens.remove()
 
     def __enter__(self) -> TextualInversionPipeline:
         return self

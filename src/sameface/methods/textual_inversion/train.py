@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ... import __version__
+from ...adapters.tokens import EncoderTokens, LearnedTokens, placeholder_tokens
 from ...identity import check_destination
 from ...losses import diffusion_target, l_simple, sample_timesteps
 from ...models.text import encode_prompts
@@ -24,7 +25,6 @@ from ...training.latents import encode_latent_stats, to_tensor_images, to_tensor
 from .artifact import EMBEDS_FILE, save_embeddings
 from .config import TextualInversionConfig
 from .init import choose_init
-from .model import LearnedTokens, TokenSplice, placeholder_tokens, tokenizer_with_placeholder
 
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = (
@@ -99,15 +99,17 @@ def personalize(
     )
     k = len(choice.token_ids)  # the number of learned vectors per text encoder
     with contextlib.ExitStack() as stack:
-        tokenizers, learned = [], []
-        for tok, enc in zip(base.tokenizers, base.text_encoders, strict=True):
-            new_tok, ids = tokenizer_with_placeholder(tok, cfg.placeholder, k)
-            init = enc.get_input_embeddings().weight.detach()[choice.token_ids].float()
-            lt = LearnedTokens(init, cfg.reparam_base).to(base.device)
-            splice = TokenSplice(enc, ids, lt)
-            stack.callback(splice.remove)  # the base model is given back without our hooks
-            tokenizers.append(new_tok)
-            learned.append(lt)
+        tokens = EncoderTokens(base.tokenizers, base.text_encoders, {cfg.placeholder: k})
+        stack.callback(tokens.remove)  # the base model is given back without our hooks
+        learned = [
+            LearnedTokens(
+                enc.get_input_embeddings().weight.detach()[choice.token_ids].float(),
+                cfg.reparam_base,
+            ).to(base.device)
+            for enc in base.text_encoders
+        ]
+        tokens.set(cfg.placeholder, learned)
+        tokenizers = tokens.tokenizers
         stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
         params = [p for lt in learned for p in lt.parameters()]
         step = _step_fn(cfg, base, identity, tokenizers, learned, res, generator)
