@@ -35,8 +35,8 @@ def child(args) -> dict:
     from sameface.faces import FaceAnalyzer
     from sameface.methods.pulid import PuLIDConfig
     from sameface.methods.pulid.train import train
-    from sameface.methods.pulid.vision import random_clip_vision_l336
     from sameface.models import real_config_base_model
+    from sameface.models.clip_vision import random_clip_vision_l336
 
     torch.set_num_threads(args.threads)
     dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)

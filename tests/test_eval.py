@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from sameface.errors import SamefaceError
-from sameface.eval.clip import tiny_clip
 from sameface.eval.metrics import (
     aggregate_score,
     mean_pairwise,
@@ -29,6 +28,7 @@ from sameface.eval.runner import (
 from sameface.eval.suite import load_suite
 from sameface.imageio import load_image
 from sameface.models import tiny_base_model
+from sameface.models.clip import tiny_clip
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,7 +257,7 @@ def test_accelerate_two_processes_match_one(tmp_path, full_run):
 
 def test_clip_loads_local_weights_and_never_downloads(tmp_path, monkeypatch, no_network):
     from sameface.errors import ModelNotFoundError
-    from sameface.eval.clip import ClipScorer
+    from sameface.models.clip import ClipScorer
 
     tiny = tiny_clip(seed=3)
     tiny.model.save_pretrained(tmp_path / "clip", safe_serialization=True)

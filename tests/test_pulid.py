@@ -13,6 +13,7 @@ import torch
 
 from sameface.adapters import IDAttnProcessor
 from sameface.errors import ArtifactError, DependencyMissingError, ModelNotFoundError, SamefaceError
+from sameface.faces.aligned_masks import aligned_face_masks, template_face_mask
 from sameface.identity import Identity
 from sameface.methods import GenerationOutput, artifact_method
 from sameface.methods.pulid import (
@@ -24,7 +25,6 @@ from sameface.methods.pulid import (
     personalize,
     tiny_clip_vision,
 )
-from sameface.methods.pulid.crops import aligned_face_masks, template_face_mask
 from sameface.methods.pulid.model import ADAPTER_FILE, read_meta
 from sameface.models import tiny_base_model
 

@@ -121,7 +121,7 @@ def test_training_people_are_nobody_in_the_world(world):
 
 
 def test_config_reads_the_worlds_recogniser(world):
-    from sameface.methods.pulid.recognition import id_loss_models
+    from sameface.faces.id_loss import id_loss_models
     from sameface.world.faces import WorldDetector
 
     cfg = PuLIDConfig(recognizer="world", world=str(world.folder))
@@ -192,8 +192,8 @@ def test_train_refuses_data_of_another_recogniser(trained):
 
 
 def test_face_id_loss_with_the_world_models(world):
+    from sameface.faces.id_loss import id_loss_models
     from sameface.losses import face_id_loss
-    from sameface.methods.pulid.recognition import id_loss_models
 
     rec, det = id_loss_models(PuLIDConfig(recognizer="world", world=str(world.folder)))
     renders = _renders(world, 2, seed=1)

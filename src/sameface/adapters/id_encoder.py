@@ -28,10 +28,82 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ENCODER_KINDS", "IDEncoderConfig", "IDFormer", "IDMLPEncoder", "build_id_encoder"]
+__all__ = [
+    "ENCODER_KINDS",
+    "MULTI_PHOTO",
+    "IDEncoderConfig",
+    "IDEncoderSettings",
+    "IDFormer",
+    "IDMLPEncoder",
+    "build_id_encoder",
+]
 
 ENCODER_KINDS = ("idformer", "mlp")
 MULTI_PHOTO = ("concat", "mean")
+
+
+@dataclass
+class IDEncoderSettings:
+    """The ID encoder's shape as a method's settings spell it; the widths come from the models
+    (`encoder_config`). A method's config dataclass inherits it, so its YAML keys are these.
+
+    Attributes:
+        encoder: "idformer" (PuLID's released encoder: MLP tokens + learned queries attending
+            to several CLIP ViT layers) or "mlp" (PuLID's paper text: MLP → tokens).
+        num_tokens: ID tokens the encoder emits (PuLID's released model: 32; the paper: 5).
+        num_id_tokens: IDFormer tokens made by the MLP from id ⊕ CLIP (PuLID: 5).
+        encoder_dim: IDFormer width (PuLID: 1024).
+        depth_per_layer: perceiver blocks per ViT layer (PuLID: 2).
+        heads: IDFormer attention heads (PuLID: 16).
+        dim_head: width per head (PuLID: 64).
+        ff_mult: IDFormer feed-forward expansion (PuLID: 4).
+        mlp_dim: hidden width of the mapping MLPs (PuLID: 1024).
+        multi_photo: several reference photos: "concat" (PuLID's code: every photo's tokens,
+            ViT tokens joined along the sequence) or "mean" (averaged first).
+    """
+
+    encoder: str = "idformer"
+    num_tokens: int = 32
+    num_id_tokens: int = 5
+    encoder_dim: int = 1024
+    depth_per_layer: int = 2
+    heads: int = 16
+    dim_head: int = 64
+    ff_mult: int = 4
+    mlp_dim: int = 1024
+    multi_photo: str = "concat"
+
+    def encoder_config(
+        self,
+        *,
+        id_dim: int,
+        clip_dim: int,
+        vit_dim: int,
+        num_vit_layers: int,
+        output_dim: int,
+        normalize_clip: bool = True,
+        normalize_id: bool = False,
+    ) -> IDEncoderConfig:
+        """The exact `IDEncoderConfig` for these settings and the models' widths."""
+        return IDEncoderConfig(
+            kind=self.encoder,
+            id_dim=int(id_dim),
+            clip_dim=int(clip_dim),
+            vit_dim=int(vit_dim),
+            num_vit_layers=int(num_vit_layers),
+            output_dim=int(output_dim),
+            num_tokens=self.num_tokens,
+            num_id_tokens=self.num_id_tokens,
+            dim=self.encoder_dim,
+            depth_per_layer=self.depth_per_layer,
+            heads=self.heads,
+            dim_head=self.dim_head,
+            ff_mult=self.ff_mult,
+            mlp_dim=self.mlp_dim,
+            multi_photo=self.multi_photo,
+            normalize_clip=normalize_clip,
+            normalize_id=normalize_id,
+        )
 
 
 @dataclass

@@ -128,9 +128,9 @@ def _plain_setup(args, methods, device):
     """Evaluator and settings of a run on real photos."""
     import sys
 
-    from ..eval.clip import ClipScorer, tiny_clip
     from ..eval.runner import BenchSettings, Evaluator
     from ..faces import FaceAnalyzer
+    from ..models.clip import ClipScorer, tiny_clip
 
     identity_recognizer = args.identity_recognizer or "sface"
     recognizer = args.recognizer or default_evaluator_recognizer()

@@ -19,7 +19,7 @@ def cmd_train(args) -> int:
     ctx = distributed_context()
     device, dtype = process_device(args, ctx, training=True)
     base = load_base_model(args.base, device=device, dtype=dtype)
-    from ..methods.pulid import ClipVision
+    from ..models.clip_vision import ClipVision
 
     vision = ClipVision.load(config.clip_vision, device=device)
     out = method.train(

@@ -162,7 +162,7 @@ def build_sample_scheduler() -> Any:
 
 
 def build_clip(s: WorldSizes) -> Any:
-    """The world's CLIP (vision + text), scored like any CLIP by `sameface.eval.clip.ClipScorer`."""
+    """The world's CLIP (vision + text), scored like any CLIP by `sameface.models.clip.ClipScorer`."""
     from transformers import CLIPConfig, CLIPModel
 
     cfg = CLIPConfig(

@@ -269,7 +269,7 @@ def context_accuracy_heldout(net, work: Path, size: int) -> dict:
 
 def stage_clip(config, out: Path, work: Path, progress: bool) -> dict:
     """CLIP's symmetric contrastive loss on (image, caption) pairs; captions name known people or say "a person"."""
-    from ..eval.clip import CLIP_MEAN, CLIP_STD
+    from ..models.clip import CLIP_MEAN, CLIP_STD
     from ..models.tokenizer import clip_tokenizer
     from .models import build_clip
     from .people import People

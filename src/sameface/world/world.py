@@ -77,7 +77,7 @@ class World:
     @cached_property
     def clip(self) -> Any:
         """The world's CLIP as a `ClipScorer` (float32)."""
-        from ..eval.clip import ClipScorer
+        from ..models.clip import ClipScorer
 
         scorer = ClipScorer.load(self.folder / "clip")
         scorer.model.float()

@@ -7,12 +7,12 @@ import importlib
 from typing import Any
 
 from ...errors import DependencyMissingError
+from ...models.clip_vision import ClipVision, tiny_clip_vision
 from ..spec import MethodSpec
 from .config import PuLIDConfig
 from .model import PuLIDModel
 from .personalize import personalize
 from .pipeline import PuLIDPipeline
-from .vision import ClipVision, tiny_clip_vision
 
 
 def train(*args: Any, **kwargs: Any) -> Any:

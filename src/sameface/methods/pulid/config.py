@@ -11,44 +11,31 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-ENCODERS = ("idformer", "mlp")
-RECOGNIZER_DIMS = {"sface": 128, "insightface": 512, "dlib": 128, "world": 64}
-"""Embedding width of each recogniser sameface has (`sameface.faces.recognizers`; "world" is
-the proving-ground world's, `sameface.world.faces.WorldRecognizer`: 64 in the shipped world,
-read from the world itself by `PuLIDConfig.recognizer_dim`)."""
+from ...adapters.id_encoder import ENCODER_KINDS, MULTI_PHOTO, IDEncoderSettings
+from ...faces.id_loss import RECOGNIZER_DIMS
+
 FAST_SAMPLERS = ("lcm", "turbo", "ddim")
 ADAPTER_INITS = ("auto", "copy", "zero_v", "random")
 UNCOND_VIT = ("zeros", "black")
-MULTI_PHOTO = ("concat", "mean")
 STAGES = (1, 2, 3)
 UNTRAINED = "untrained"
 """`adapter` value that makes `personalize` use a freshly initialised model (tests, smoke runs)."""
 
 
 @dataclass
-class PuLIDConfig:
+class PuLIDConfig(IDEncoderSettings):
     """PuLID (seed 004_9d021940ababaf46, Guo et al. 2024).
 
     Model shape (seed: "faceid and clip image embeds concatenate and use MLP to map them into
-    5 tokens"; PuLID's released SDXL model refines this to an IDFormer with 32 tokens):
+    5 tokens"; PuLID's released SDXL model refines this to an IDFormer with 32 tokens): the
+    encoder fields of `IDEncoderSettings` (encoder, num_tokens, num_id_tokens, encoder_dim,
+    depth_per_layer, heads, dim_head, ff_mult, mlp_dim, multi_photo), and
 
     Attributes:
-        encoder: "idformer" (PuLID's released encoder: MLP tokens + learned queries attending
-            to several CLIP ViT layers) or "mlp" (the seed's MLP → tokens).
-        num_tokens: ID tokens the encoder emits (PuLID's released model: 32; the seed: 5).
-        num_id_tokens: IDFormer tokens made by the MLP from id ⊕ CLIP (PuLID: 5).
         vit_layers: CLIP vision hidden states the IDFormer reads, as indices into
             transformers' `hidden_states` tuple (0 = patch embeddings, i = output of the i-th
             transformer layer). PuLID reads 5 layers of the 24-layer EVA02-CLIP-L:
             (4, 8, 12, 16, 20). Checked against the vision model when the model is built.
-        encoder_dim: IDFormer width (PuLID: 1024).
-        depth_per_layer: perceiver blocks per ViT layer (PuLID: 2).
-        heads: IDFormer attention heads (PuLID: 16).
-        dim_head: width per head (PuLID: 64).
-        ff_mult: IDFormer feed-forward expansion (PuLID: 4).
-        mlp_dim: hidden width of the mapping MLPs (PuLID: 1024).
-        multi_photo: several reference photos: "concat" (PuLID's code: every photo's tokens,
-            ViT tokens joined along the sequence) or "mean" (averaged first).
         recognizer: face recogniser of the ID embedding: "sface" (128-d, ships offline),
             "insightface" (512-d ArcFace antelopev2, PuLID's choice, when its files are
             local), "dlib" (128-d) or "world" (the proving-ground world's recogniser and
@@ -100,17 +87,7 @@ class PuLIDConfig:
         log_every: steps between log lines.
     """
 
-    encoder: str = "idformer"
-    num_tokens: int = 32
-    num_id_tokens: int = 5
     vit_layers: tuple[int, ...] = (4, 8, 12, 16, 20)
-    encoder_dim: int = 1024
-    depth_per_layer: int = 2
-    heads: int = 16
-    dim_head: int = 64
-    ff_mult: int = 4
-    mlp_dim: int = 1024
-    multi_photo: str = "concat"
     recognizer: str = "sface"
     world: str | None = None
     clip_vision: str = "openai/clip-vit-large-patch14-336"
@@ -152,7 +129,7 @@ class PuLIDConfig:
         if isinstance(self.world, os.PathLike):
             self.world = os.fspath(self.world)
         choices = {
-            "encoder": ENCODERS,
+            "encoder": ENCODER_KINDS,
             "recognizer": tuple(RECOGNIZER_DIMS),
             "fast_sampler": FAST_SAMPLERS,
             "adapter_init": ADAPTER_INITS,
@@ -205,9 +182,9 @@ class PuLIDConfig:
     def recognizer_dim(self) -> int:
         """Width of the recogniser's embedding (128 SFace / dlib, 512 insightface; the world's
         own width for "world", read from its folder)."""
-        from .recognition import recognizer_dim
+        from ...faces.id_loss import recognizer_dim
 
-        return recognizer_dim(self)
+        return recognizer_dim(self.recognizer, self.world)
 
     def to_dict(self) -> dict:
         d = asdict(self)

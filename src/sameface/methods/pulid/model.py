@@ -28,10 +28,11 @@ from torch import nn
 from ...adapters.attention import IDAdapter
 from ...adapters.id_encoder import IDEncoderConfig, build_id_encoder
 from ...errors import ArtifactError, SamefaceError
+from ...faces.aligned_masks import aligned_face_masks, template_face_mask
+from ...faces.id_loss import RECOGNIZER_DIMS
 from ...faces.parsing import parsed_face_tensor
-from .config import RECOGNIZER_DIMS, PuLIDConfig
-from .crops import aligned_face_masks, template_face_mask
-from .vision import ClipVision
+from ...models.clip_vision import ClipVision
+from .config import PuLIDConfig
 
 __all__ = [
     "ADAPTER_FILE",
@@ -90,22 +91,12 @@ class PuLIDModel(nn.Module):
         if encoder_config is None:
             if vision is None:
                 raise ValueError("PuLIDModel needs a CLIP vision model or an encoder_config")
-            encoder_config = IDEncoderConfig(
-                kind=config.encoder,
+            encoder_config = config.encoder_config(
                 id_dim=int(recognizer_dim or config.recognizer_dim),
                 clip_dim=vision.clip_dim,
                 vit_dim=vision.vit_dim,
                 num_vit_layers=len(config.vit_layers),
                 output_dim=cross,
-                num_tokens=config.num_tokens,
-                num_id_tokens=config.num_id_tokens,
-                dim=config.encoder_dim,
-                depth_per_layer=config.depth_per_layer,
-                heads=config.heads,
-                dim_head=config.dim_head,
-                ff_mult=config.ff_mult,
-                mlp_dim=config.mlp_dim,
-                multi_photo=config.multi_photo,
                 normalize_clip=True,  # PuLID: id_cond_vit / ‖id_cond_vit‖
                 normalize_id=False,  # PuLID feeds the raw recogniser embedding
             )

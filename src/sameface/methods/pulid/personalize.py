@@ -14,10 +14,10 @@ from typing import Any
 from ... import __version__
 from ...errors import SamefaceError
 from ...identity import check_destination
+from ...models.clip_vision import ClipVision
 from .artifact import TOKENS_FILE, save_tokens
 from .config import UNTRAINED, PuLIDConfig
 from .model import PuLIDModel, read_meta, recorded_path
-from .vision import ClipVision
 
 UNTRAINED_DIR = "untrained-pulid"
 

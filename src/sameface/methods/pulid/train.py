@@ -131,12 +131,15 @@ def train(
 def _step_fn(cfg: PuLIDConfig, model: PuLIDModel, base: Any, data: Any, g: torch.Generator):
     """One step: the diffusion branch, then (stage ≥ 2) the few-step branch for the ID loss,
     then (stage 3) the prompt-only path for the alignment loss (seed 004, eq. 4-7)."""
-    from .recognition import id_loss_models
+    from ...faces.id_loss import id_loss_models
 
     res = cfg.resolution or base.resolution
     scheduler = training_scheduler(base)
     dev, dtype = base.device, base.dtype
-    recognizer, detector = id_loss_models(cfg, dev) if cfg.stage >= 2 else (None, None)
+    stage2 = cfg.stage >= 2
+    recognizer, detector = (
+        id_loss_models(cfg.recognizer, dev, cfg.world) if stage2 else (None, None)
+    )
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
 
     def step(_: int) -> dict:
@@ -219,7 +222,7 @@ def _check_data_recognizer(data_dir: str | Path, cfg: PuLIDConfig) -> None:
 def _aligned_masks(batch: list[dict]) -> np.ndarray:
     """Face masks in the aligned crops' frame (B, 1, 112, 112): the template-landmark ellipse
     (the dataset's masks are in the square crops' frame; the aligned face sits on the template)."""
-    from .crops import template_face_mask
+    from ...faces.aligned_masks import template_face_mask
 
     m = template_face_mask(112)
     return np.broadcast_to(m, (len(batch), 1, *m.shape)).copy()

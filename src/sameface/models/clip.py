@@ -1,4 +1,4 @@
-"""CLIP for evaluation: image-text (CLIP-T) and image-image (CLIP-I) cosine similarities.
+"""CLIP image-text (CLIP-T) and image-image (CLIP-I) cosine similarities (what eval scores with).
 
 The model is named in every report. Real runs load the user's local CLIP weights (a folder
 or a hub id already in the Hugging Face cache, e.g. `openai/clip-vit-large-patch14`);
@@ -14,9 +14,11 @@ import numpy as np
 
 from ..errors import ModelNotFoundError
 
-# OpenAI CLIP's preprocessing constants.
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+# OpenAI CLIP's preprocessing constants (EVA-CLIP has the same), and as float32 arrays.
+CLIP_MEAN_RGB = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD_RGB = (0.26862954, 0.26130258, 0.27577711)
+CLIP_MEAN = np.array(CLIP_MEAN_RGB, np.float32)
+CLIP_STD = np.array(CLIP_STD_RGB, np.float32)
 
 
 class ClipScorer:
@@ -47,7 +49,7 @@ class ClipScorer:
         """
         from transformers import CLIPModel
 
-        from ..models.tokenizer import clip_tokenizer
+        from .tokenizer import clip_tokenizer
 
         path = _local_path(str(spec), local_files_only)
         try:
@@ -131,7 +133,7 @@ def _unit(t: Any) -> np.ndarray:
 
 def _local_path(spec: str, local_files_only: bool) -> str:
     """A folder as given, or the cached snapshot folder of a hub id (sameface.models.resolve)."""
-    from ..models.resolve import local_model_folder
+    from .resolve import local_model_folder
 
     return str(
         local_model_folder(
@@ -149,7 +151,7 @@ def tiny_clip(seed: int = 0, image_size: int = 32) -> ClipScorer:
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    from ..models.tokenizer import clip_tokenizer
+    from .tokenizer import clip_tokenizer
 
     torch.manual_seed(seed)
     cfg = CLIPConfig(

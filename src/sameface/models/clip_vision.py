@@ -1,10 +1,10 @@
-"""The frozen CLIP image encoder PuLID reads the parsed face with (seed 004).
+"""A frozen CLIP image encoder: images -> projected embedding and ViT hidden states.
 
-PuLID feeds the parsed face (grey face on white) to EVA02-CLIP-L and takes two things: the
-projected image embedding (concatenated with the recogniser embedding, "id_cond_vit") and
-the hidden states of several ViT layers ("id_vit_hidden", read by the IDFormer). Here the
-encoder is a `transformers.CLIPVisionModelWithProjection`, loaded only from local files
-(a folder, or a hub id already in the Hugging Face cache), or a tiny random one for tests.
+The face encoders of the tuning-free methods read faces with it: PuLID (seed 004) takes the
+projected embedding of the parsed face and the hidden states of several ViT layers, FeedFace
+(seed 002) the last layer's hidden states of the face crop. It is a
+`transformers.CLIPVisionModelWithProjection`, loaded only from local files (a folder, or a
+hub id already in the Hugging Face cache), or a tiny random one for tests.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
+from .clip import CLIP_MEAN_RGB, CLIP_STD_RGB
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "TINY_PREFIX", "ClipVision", "tiny_clip_vision"]
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-"""OpenAI CLIP's normalisation (EVA-CLIP, which PuLID uses, has the same constants)."""
+CLIP_MEAN, CLIP_STD = CLIP_MEAN_RGB, CLIP_STD_RGB
 
 TINY_PREFIX = "tiny-random"
 
@@ -168,7 +167,7 @@ class ClipVision:
 
 def _local_path(spec: str, local_files_only: bool) -> Path:
     """A folder as given, or the cached snapshot folder of a hub id (sameface.models.resolve)."""
-    from ...models.resolve import local_model_folder
+    from .resolve import local_model_folder
 
     return local_model_folder(
         spec,
@@ -184,7 +183,7 @@ def _load_model(spec: str, path: Path, dtype: torch.dtype) -> Any:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     from transformers.utils import logging as hf_logging
 
-    from ...models.base import _transformers_dtype_kwargs
+    from .base import _transformers_dtype_kwargs
 
     try:
         raw = json.loads((path / "config.json").read_text())

@@ -1,4 +1,4 @@
-"""Face masks in the ArcFace-aligned frame, for PuLID's parsed face (seed 004).
+"""Face masks in the ArcFace-aligned frame (e.g. for PuLID's parsed face, seed 004).
 
 PuLID parses the *aligned* face (facexlib's 5-point warp) and keeps only the face region.
 An `Identity` stores its aligned 112×112 crops, but its masks belong to the FeedFace square
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ...faces.align import ARCFACE_TEMPLATE_112, arcface_matrix
-from ...faces.masks import landmark_mask
-from ...faces.types import Face
+from .align import ARCFACE_TEMPLATE_112, arcface_matrix
+from .masks import landmark_mask
+from .types import Face
 
 __all__ = ["aligned_face_masks", "aligned_mask_from_square", "template_face_mask"]
 
