@@ -96,7 +96,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sameface.identity import Identity
     from sameface.methods.pulid import PuLIDConfig, PuLIDPipeline, personalize
-    from sameface.world.pulid import world_pulid_adapter
+    from sameface.methods.pulid.world import world_pulid_adapter
     from sameface.world.quality import gallery
     from sameface.world.world import World
 

@@ -15,14 +15,14 @@ import yaml
 from sameface.errors import SamefaceError
 from sameface.faces.types import Face
 from sameface.methods.pulid import ClipVision, PuLIDConfig
-from sameface.world.pulid import (
+from sameface.methods.pulid.world import (
     DEFAULT_STAGES,
     PRESET,
-    anonymous_identities,
-    prepare_world_pulid_data,
     train_world_pulid,
     world_pulid_adapter,
 )
+from sameface.world.recipes import anonymous_identities
+from sameface.world.recipes import render_face_dataset as prepare_world_pulid_data
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"vit_layers": [1, 2], "batch_size": 2, "checkpoint_every": 1, "log_every": 1}

@@ -39,7 +39,7 @@ def add_parsers(sub, common) -> None:
         help="personalise one person of the miniature world with every method and score it",
         description="Offline demo in the miniature world: personalise its first reference "
         "person (4 photos) with textual inversion and every other method that can run there "
-        "(PuLID when the world has a trained adapter in pulid/), generate "
+        "(methods with trained parts there, e.g. PuLID with WORLD/pulid/), generate "
         f"{len(DEMO_PROMPTS)} context/style prompts x {len(DEMO_SEEDS)} seeds, score them with "
         "the benchmark harness (ID similarity, context accuracy, CLIP-T; baselines: none, "
         "known-by-name, copy-reference), print a table and write report.html. Rerunning "

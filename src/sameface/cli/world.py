@@ -1,4 +1,4 @@
-"""`sameface world build|check|show|pulid`: the miniature proving-ground world."""
+"""`sameface world build|check|show` and one `sameface world <method>` per world recipe (e.g. pulid): the proving-ground world."""
 
 from __future__ import annotations
 
@@ -56,35 +56,12 @@ def cmd_world_show(args) -> int:
     return 0
 
 
-def cmd_world_pulid(args) -> int:
-    import yaml
+def _run_recipe(recipe):
+    def run(args) -> int:
+        recipe.run(args)
+        return 0
 
-    from ..errors import SamefaceError
-    from ..world.pulid import DEFAULT_IMAGES, DEFAULT_STAGES, train_world_pulid
-
-    stage_overrides: dict[int, dict] = {}
-    for item in args.steps or []:
-        stage, _, n = item.partition("=")
-        if not (stage.isdigit() and n.isdigit()):
-            raise SamefaceError(f"--steps takes STAGE=N, e.g. --steps 1=400, got {item!r}")
-        stage_overrides[int(stage)] = {"steps": int(n)}
-    overrides = {}
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SamefaceError(f"--set takes KEY=VALUE, e.g. --set batch_size=4, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = yaml.safe_load(raw)
-    out = train_world_pulid(
-        args.world,
-        args.work,
-        stages=sorted(set(args.stage or DEFAULT_STAGES)),
-        progress=not args.quiet,
-        n_images=args.images or DEFAULT_IMAGES,
-        overrides=overrides,
-        stage_overrides=stage_overrides,
-    )
-    print(f"PuLID adapter written to {out}; use it with --method pulid --adapter {out}")
-    return 0
+    return run
 
 
 def add_parsers(sub, common) -> None:
@@ -125,27 +102,11 @@ def add_parsers(sub, common) -> None:
     s = wsub.add_parser("show", parents=[common], help="describe a world")
     s.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
     s.set_defaults(func=cmd_world_show)
-    u = wsub.add_parser(
-        "pulid",
-        parents=[common],
-        help="train the world's PuLID adapter (WORLD/pulid; resumable)",
-        description="Render PuLID training portraits of random anonymous people, train PuLID "
-        "stages 1, 2 and 3 with the world's recogniser, detector and CLIP, and write the adapter "
-        "to WORLD/pulid (docs/pulid.md). Rerun the same command to resume.",
-    )
-    u.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
-    u.add_argument("--work", metavar="DIR", help="data and stage outputs (default WORLD/.pulid)")
-    u.add_argument(
-        "--stage", type=int, choices=[1, 2, 3], action="append",
-        help="train only this stage (repeatable; default 1, 2 and 3)",
-    )  # fmt: skip
-    u.add_argument("--images", type=int, help="training portraits to render (default 3000)")
-    u.add_argument(
-        "--steps", action="append", metavar="STAGE=N", help="steps of a stage, e.g. --steps 1=800"
-    )
-    u.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
-        help="a PuLID setting over configs/pulid/world.yaml's, e.g. --set batch_size=4",
-    )  # fmt: skip
-    u.add_argument("--quiet", action="store_true", help="no progress bars")
-    u.set_defaults(func=cmd_world_pulid)
+    from ..methods import world_recipes
+
+    for name, recipe in world_recipes().items():  # `sameface world pulid`, ...
+        r = wsub.add_parser(
+            name, parents=[common], help=recipe.help, description=recipe.description
+        )
+        recipe.add_arguments(r)
+        r.set_defaults(func=_run_recipe(recipe))

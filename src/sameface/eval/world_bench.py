@@ -31,25 +31,29 @@ def world_evaluator(world: Any) -> Evaluator:
     return Evaluator(world.analyzer(world.judge), world.clip, context=world.context)
 
 
-def pulid_folder(world: Any) -> Path:
-    """Where a world keeps its trained PuLID adapter (optional)."""
-    return Path(world.folder) / "pulid"
-
-
 def unavailable_reason(world: Any, method: str) -> str | None:
-    """Why `method` cannot run in `world`, or None when it can."""
-    if method == "pulid" and not pulid_folder(world).is_dir():
-        return f"no trained PuLID adapter in this world ({pulid_folder(world)} is missing)"
+    """Why `method` cannot run in `world`, or None when it can (a method with a world recipe
+    needs its parts trained there: `sameface world <method>`)."""
+    from ..methods import world_recipes
+
+    recipe = world_recipes().get(method)
+    if recipe is not None and recipe.trained(world.folder) is None:
+        folder = Path(world.folder) / recipe.folder
+        return f"no trained {recipe.what} in this world ({folder} is missing; `sameface world {method}`)"
     return None
 
 
 def world_method_settings(world: Any, methods: list[str]) -> dict:
-    """Settings the world supplies to methods: PuLID's adapter folder (when it has one) and
-    the world itself (PuLID's `recognizer: world` reads it)."""
-    folder = pulid_folder(world)
-    if "pulid" not in methods or not folder.is_dir():
-        return {}
-    return {"pulid": {"adapter": str(folder), "world": str(world.folder)}}
+    """Settings the world supplies to methods: for each method with a world recipe and its
+    parts trained in `world`, what the recipe says (e.g. PuLID's adapter folder and the world)."""
+    from ..methods import world_recipes
+
+    out = {}
+    for name, recipe in world_recipes().items():
+        folder = recipe.trained(world.folder) if name in methods else None
+        if folder is not None:
+            out[name] = recipe.settings(world, folder)
+    return out
 
 
 def world_settings(
@@ -89,7 +93,6 @@ def world_settings(
 
 __all__ = [
     "KNOWN_REFERENCES",
-    "pulid_folder",
     "unavailable_reason",
     "world_evaluator",
     "world_method_settings",

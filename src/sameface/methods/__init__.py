@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from .spec import GenerationOutput, MethodSpec
+from .spec import GenerationOutput, MethodSpec, WorldRecipe
 
 METHOD_PACKAGES = {
     "pulid": "sameface.methods.pulid",
@@ -35,6 +35,21 @@ def get_method(name: str) -> MethodSpec:
     return importlib.import_module(METHOD_PACKAGES[key]).METHOD
 
 
+def world_recipes() -> dict[str, WorldRecipe]:
+    """Registered methods that train parts in the proving-ground world -> their recipe.
+
+    Read from each method package's `world` module (`RECIPE`), which imports nothing heavy,
+    so the CLI can list them without loading torch.
+    """
+    import importlib.util
+
+    out = {}
+    for name, package in sorted(METHOD_PACKAGES.items()):
+        if importlib.util.find_spec(f"{package}.world") is not None:
+            out[name] = importlib.import_module(f"{package}.world").RECIPE
+    return out
+
+
 def artifact_method(folder: str | os.PathLike) -> str | None:
     """The method that wrote an artifact folder (from its `artifact.json`), or None."""
     try:
@@ -48,7 +63,9 @@ __all__ = [
     "METHOD_PACKAGES",
     "GenerationOutput",
     "MethodSpec",
+    "WorldRecipe",
     "artifact_method",
     "available_methods",
     "get_method",
+    "world_recipes",
 ]

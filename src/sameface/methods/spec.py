@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -23,6 +25,8 @@ class MethodSpec:
         pipeline_cls: inference pipeline with `from_artifact(folder, base=None, ...)` and a
             diffusers-style `__call__`.
         train: dataset -> encoder weights, for encoder methods.
+        world: how the method trains and runs in the proving-ground world, when it has parts
+            to train there (`WorldRecipe`); None = it runs there as it is.
     """
 
     name: str
@@ -32,6 +36,38 @@ class MethodSpec:
     personalize: Callable[..., Any]
     pipeline_cls: type
     train: Callable[..., Any] | None = None
+    world: WorldRecipe | None = None
+
+
+@dataclass(frozen=True)
+class WorldRecipe:
+    """A method's recipe for the proving-ground world (`sameface world <method>`).
+
+    The world names no method: its bench, demo and CLI ask the registry for these.
+
+    Attributes:
+        folder: where its trained parts live inside a world folder (e.g. "pulid").
+        what: what those parts are called in messages (e.g. "PuLID adapter").
+        help: one line for `sameface world --help`.
+        description: the `sameface world <method> --help` text.
+        add_arguments: adds the command's options to an argparse parser.
+        run: `run(args) -> Path` trains from the parsed options, returns the folder.
+        settings: `settings(world, folder) -> dict`: this method's settings in that world
+            (what the benchmark runner passes to its config).
+    """
+
+    folder: str
+    what: str
+    help: str
+    description: str
+    add_arguments: Callable[[Any], None]
+    run: Callable[[Any], Any]
+    settings: Callable[[Any, Path], dict]
+
+    def trained(self, world_folder: str | os.PathLike) -> Path | None:
+        """The trained folder in a world, or None when it has none yet (loading it checks it)."""
+        folder = Path(world_folder) / self.folder
+        return folder if folder.is_dir() else None
 
 
 @dataclass

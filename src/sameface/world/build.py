@@ -10,7 +10,7 @@ finished ones and resumes the interrupted one from its last checkpoint. Output l
     DIR/faces/              recognizer, judge (scores benchmarks), detector, context classifier
     DIR/references/         4 reference portraits of each evaluation new person
     DIR/quality.json        the world's own quality checks (docs/proving-ground.md)
-    DIR/pulid/              PuLID's world adapter (`sameface world pulid`, not part of the build)
+    DIR/<method>/           a method's trained parts (`sameface world <method>`, e.g. pulid/; not part of the build)
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from ..fileio import write_json_atomic
 from .models import WorldSizes
@@ -186,11 +184,6 @@ def build_world(
         write_json_atomic(marker, info | {"seconds": round(time.perf_counter() - t0, 1)})
         log(f"[{name}] finished in {time.perf_counter() - t0:.0f} s")
     return out
-
-
-def rng_for(config: BuildConfig, stage: str) -> np.random.Generator:
-    """A per-stage RNG (stages are independent of which others ran in this process)."""
-    return np.random.default_rng([config.seed, sum(map(ord, stage))])
 
 
 def _without_steps(settings: dict) -> dict:

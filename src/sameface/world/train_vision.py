@@ -43,7 +43,7 @@ def stage_faces_data(config, out: Path, work: Path, progress: bool) -> dict:
     from safetensors.numpy import save_file
 
     from ..fileio import write_with
-    from .build import rng_for
+    from .trainer import rng_for
 
     rng = rng_for(config, "faces")
     size = 48 if config.sizes.image_size >= 64 else 24
@@ -269,12 +269,12 @@ def context_accuracy_heldout(net, work: Path, size: int) -> dict:
 
 def stage_clip(config, out: Path, work: Path, progress: bool) -> dict:
     """CLIP's symmetric contrastive loss on (image, caption) pairs; captions name known people or say "a person"."""
+    from ..fileio import write_folder_atomic
     from ..models.clip import CLIP_MEAN, CLIP_STD
     from ..models.tokenizer import clip_tokenizer
     from .models import build_clip
     from .people import People
     from .train_base import Captioner
-    from .train_world import _atomic_folder
     from .trainer import train_loop
 
     known, _ = People.load(out / "people.json")
@@ -297,7 +297,7 @@ def stage_clip(config, out: Path, work: Path, progress: bool) -> dict:
         "clip", work, {"clip": model}, loss_fn, config.clip, seed=config.seed, progress=progress
     )
     clip = trained["clip"].half()
-    _atomic_folder(
+    write_folder_atomic(
         out / "clip", lambda tmp: (clip.save_pretrained(tmp), tokenizer.save_pretrained(tmp))
     )
     return {}

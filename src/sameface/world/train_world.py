@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..fileio import write_folder_atomic
 from .pool import ANONYMOUS, NO_FACE, Pool, render_pool
+from .trainer import rng_for
 
 BASE, REFERENCES = "base", "references"
 
@@ -31,7 +31,6 @@ def stage_people(config, out: Path, work: Path, progress: bool) -> dict:
 
 def stage_pool(config, out: Path, work: Path, progress: bool) -> dict:
     """Render the training pool (known people, one-off "a person"s, no-face images) and a held-out set of new people."""
-    from .build import rng_for
     from .people import sample_identities
 
     known, new = _people(out)
@@ -237,13 +236,12 @@ def save_base(folder: Path, vae: Any, text: Any, tokenizer: Any, unet: Any) -> P
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    return _atomic_folder(folder, lambda tmp: pipe.save_pretrained(tmp))
+    return write_folder_atomic(folder, lambda tmp: pipe.save_pretrained(tmp))
 
 
 def stage_references(config, out: Path, work: Path, progress: bool) -> dict:
     """Reference photos of the first evaluation new people: plain photos, varied backgrounds."""
     from ..imageio import save_image_atomic
-    from .build import rng_for
     from .render import Context, render
 
     _, new = _people(out)
@@ -270,37 +268,4 @@ def stage_quality(config, out: Path, work: Path, progress: bool) -> dict:
 
 
 def _save_pretrained(model: Any, folder: Path) -> Path:
-    return _atomic_folder(folder, lambda tmp: model.save_pretrained(tmp))
-
-
-def _atomic_folder(folder: Path, writer) -> Path:
-    """Write a folder via `writer(tmp)` and rename it into place (replacing an older one)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        writer(tmp)
-        _readable(tmp)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def _readable(folder: Path) -> None:
-    """Give a `mkdtemp` folder (0700) and its files the user's usual permissions."""
-    import os
-
-    from ..fileio import umask
-
-    mask = umask()
-    os.chmod(folder, 0o777 & ~mask)
-    for p in folder.rglob("*"):
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+    return write_folder_atomic(folder, lambda tmp: model.save_pretrained(tmp))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,11 @@ class LoopSettings:
             return self.lr * (step + 1) / self.warmup
         frac = (step - self.warmup) / max(1, self.steps - self.warmup)
         return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def rng_for(config: Any, stage: str) -> np.random.Generator:
+    """A per-stage RNG of a world build (stages are independent of which others ran in this process)."""
+    return np.random.default_rng([config.seed, sum(map(ord, stage))])
 
 
 def train_loop(

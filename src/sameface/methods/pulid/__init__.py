@@ -1,18 +1,35 @@
 """PuLID: tuning-free ID customisation via contrastive alignment (seed 004_9d021940ababaf46;
-Guo et al. 2024)."""
+Guo et al. 2024).
+
+Importing this package is cheap (the CLI lists world recipes without torch): every name,
+`METHOD` included, loads on first use.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import DependencyMissingError
-from ...models.clip_vision import ClipVision, tiny_clip_vision
-from ..spec import MethodSpec
-from .config import PuLIDConfig
-from .model import PuLIDModel
-from .personalize import personalize
-from .pipeline import PuLIDPipeline
+
+_EXPORTS = {
+    "ClipVision": "sameface.models.clip_vision",
+    "tiny_clip_vision": "sameface.models.clip_vision",
+    "PuLIDConfig": f"{__name__}.config",
+    "PuLIDModel": f"{__name__}.model",
+    "personalize": f"{__name__}.personalize",
+    "PuLIDPipeline": f"{__name__}.pipeline",
+}
+
+if TYPE_CHECKING:
+    from ...models.clip_vision import ClipVision, tiny_clip_vision
+    from ..spec import MethodSpec
+    from .config import PuLIDConfig
+    from .model import PuLIDModel
+    from .personalize import personalize
+    from .pipeline import PuLIDPipeline
+
+    METHOD: MethodSpec
 
 
 def train(*args: Any, **kwargs: Any) -> Any:
@@ -32,15 +49,37 @@ def train(*args: Any, **kwargs: Any) -> Any:
     return module.train(*args, **kwargs)
 
 
-METHOD = MethodSpec(
-    name="pulid",
-    kind="encoder",
-    paper="Guo et al. 2024, PuLID: Pure and Lightning ID Customization via Contrastive Alignment",
-    config_cls=PuLIDConfig,
-    personalize=personalize,
-    pipeline_cls=PuLIDPipeline,
-    train=train,
-)
+def _method() -> Any:
+    from ..spec import MethodSpec
+    from .config import PuLIDConfig
+    from .personalize import personalize
+    from .pipeline import PuLIDPipeline
+    from .world import RECIPE
+
+    # Importing the submodule `personalize` bound the package attribute to the module.
+    globals()["personalize"] = personalize
+    return MethodSpec(
+        name="pulid",
+        kind="encoder",
+        paper="Guo et al. 2024, PuLID: Pure and Lightning ID Customization via Contrastive Alignment",
+        config_cls=PuLIDConfig,
+        personalize=personalize,
+        pipeline_cls=PuLIDPipeline,
+        train=train,
+        world=RECIPE,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHOD":
+        value = _method()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
 
 __all__ = [
     "METHOD",

@@ -1,15 +1,15 @@
-"""PuLID in the proving-ground world: rendered training data, training, the world's adapter.
+"""PuLID in the proving-ground world: its preset, training there, the world's adapter.
 
-PuLID runs here unchanged; only its face models are the world's (`recognizer: world`: the
-world's recogniser for the ID embedding and the ID loss, its detector for the loss) and its
-CLIP vision model is the world's CLIP (`WORLD/clip`).
+PuLID runs in the world unchanged; only its face models are the world's (`recognizer: world`:
+the world's recogniser for the ID embedding and the ID loss, its detector for the loss) and
+its CLIP vision model is the world's CLIP (`WORLD/clip`).
 
-    prepare_world_pulid_data(world, out, n)   portraits of random anonymous people (never the
-                                              world's known or new people), captioned
-                                              "... of a person ...", in the dataset format of
-                                              `sameface data prepare`
-    train_world_pulid(world)                  data, stage 1, stage 2 (resumable) -> WORLD/pulid/,
-                                              the folder `--adapter` / `PuLIDConfig.adapter` take
+    train_world_pulid(world)   data (`sameface.world.recipes.render_face_dataset`), stages 1,
+                               2, 3 (resumable) -> WORLD/pulid/, the folder `--adapter` /
+                               `PuLIDConfig.adapter` take
+    RECIPE                     what `sameface world pulid`, the world bench and the demo read
+
+Imports nothing heavy: the CLI reads `RECIPE` to build `sameface world pulid`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-
-from ..errors import SamefaceError
+from ...errors import SamefaceError
+from ..spec import WorldRecipe
 
 PULID_DIR = "pulid"
 """The world's trained PuLID adapter: `WORLD/pulid/`."""
@@ -66,102 +65,9 @@ DEFAULT_IMAGES = 3000
 """Training portraits rendered by `train_world_pulid`."""
 
 
-def anonymous_identities(world: Any, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, D) random identities at least `MIN_IDENTITY_DISTANCE` from every known and new person."""
-    from .people import sample_identities
-
-    known, new = world.people
-    return sample_identities(n, rng, avoid=np.concatenate([known.params, new.params]))
-
-
-def prepare_world_pulid_data(
-    world: Any,
-    out_dir: str | os.PathLike,
-    n_images: int,
-    seed: int = 0,
-    *,
-    progress: bool = True,
-) -> dict:
-    """Render `n_images` portraits of random anonymous people as a PuLID training dataset.
-
-    One person per image, each in a random context, captioned like the world's own "a person"
-    captions. The files are exactly `sameface data prepare`'s (`sameface.data.prepare`
-    layout, written by its `write_sample`): the whole portrait as the crop (the base model
-    draws whole portraits), the aligned face and landmarks from the renderer's ground truth,
-    the face mask from `Render.mask`, the world recogniser's embedding. Resumable: a rerun
-    continues after the last complete sample, and a larger `n_images` adds samples.
-
-    Args:
-        world: a `World` (or its folder).
-        out_dir: dataset folder.
-        n_images: samples the dataset should hold.
-        seed: decides the people and their portraits.
-        progress: progress bar.
-
-    Returns:
-        The dataset summary (`prepare.json`).
-    """
-    from tqdm.auto import tqdm
-
-    from ..data.prepare import read_index, write_sample
-    from ..faces.types import Face
-    from ..fileio import write_json_atomic
-    from .captions import PERSON, write_caption
-    from .render import Context, render
-    from .world import World
-
-    world = world if isinstance(world, World) else World.load(world)
-    out = Path(out_dir)
-    source = {"world": str(world.folder), "seed": int(seed)}
-    _check_same_source(out, source)
-    out.mkdir(parents=True, exist_ok=True)
-    people = anonymous_identities(world, n_images, np.random.default_rng([seed, 0]))
-    rec, size = world.recognizer, world.image_size
-    start = len(read_index(out))
-    for i in tqdm(
-        range(start, n_images), desc="render PuLID data", disable=None if progress else True
-    ):
-        rng = np.random.default_rng([seed, 1, i])
-        ctx = Context.random(rng)
-        r = render(people[i], ctx, size=size, rng=rng)
-        aligned = rec.align(r.image, Face(bbox=tuple(r.box), landmarks=r.landmarks, score=1.0))
-        write_sample(
-            out,
-            i,
-            crop=r.image,
-            aligned=aligned,
-            mask=(r.mask * 255).round().astype(np.uint8),
-            embedding=rec.embed(aligned),
-            source=f"world:{seed}:{i}",
-            caption=write_caption(PERSON, ctx, rng=rng),
-            landmarks=r.landmarks,
-            score=1.0,
-        )
-    summary = {
-        "settings": {"resolution": size, "expand": None, "source": "rendered world portraits"},
-        "recognizer": rec.describe(),
-        "samples": len(read_index(out)),
-        "this_run": {"kept": max(0, n_images - start)},
-        "world_source": source,
-    }
-    write_json_atomic(out / "prepare.json", summary)
-    return summary
-
-
-def _check_same_source(out: Path, source: dict) -> None:
-    try:
-        saved = json.loads((out / "prepare.json").read_text()).get("world_source")
-    except (OSError, ValueError):
-        return
-    if saved is not None and saved != source:
-        raise SamefaceError(
-            f"{out} holds data rendered from {saved}; use another folder for {source}"
-        )
-
-
 def world_pulid_config(world: Any, stage: int, **overrides: Any) -> Any:
     """`PRESET` for `stage` (its `STAGE_STEPS`), with the world's recogniser and CLIP, + overrides."""
-    from ..methods.pulid import PuLIDConfig
+    from .config import PuLIDConfig
 
     settings = dict(PRESET) | {
         "stage": stage,
@@ -186,7 +92,7 @@ def train_world_pulid(
 ) -> Path:
     """Train PuLID in the world and write the adapter to `WORLD/pulid/`.
 
-    Renders the data (`prepare_world_pulid_data`), then trains each stage with
+    Renders the data (`sameface.world.recipes.render_face_dataset`), then trains each stage with
     `sameface.methods.pulid.train.train`, each from the previous stage's output. Resumable:
     finished stages are skipped and an interrupted one resumes from its checkpoint.
 
@@ -204,15 +110,16 @@ def train_world_pulid(
     Returns:
         The adapter folder `WORLD/pulid`.
     """
-    from ..methods.pulid import ClipVision
-    from ..methods.pulid.train import train
-    from .world import World
+    from ...models.clip_vision import ClipVision
+    from ...world.recipes import record_time, render_face_dataset
+    from ...world.world import World
+    from .train import train
 
     world = World.load(world_dir)
     work = Path(out) if out is not None else world.folder / ".pulid"
     data = work / "data"
     t0 = time.perf_counter()
-    prepare_world_pulid_data(world, data, n_images, seed, progress=progress)
+    render_face_dataset(world, data, n_images, seed, progress=progress, desc="render PuLID data")
     log(f"[data] {n_images} portraits in {data} ({time.perf_counter() - t0:.0f} s)")
     base = world.base
     vision = ClipVision.load(world.folder / "clip")
@@ -228,7 +135,7 @@ def train_world_pulid(
         t0 = time.perf_counter()
         train(data, base, cfg, folder, vision=vision, init_from=init, progress=progress)
         seconds = time.perf_counter() - t0
-        _record_time(work, stage, cfg, seconds)
+        record_time(work, f"stage{stage}", seconds, steps=cfg.steps, batch_size=cfg.batch_size)
         log(f"[stage {stage}] {cfg.steps} steps in {seconds:.0f} s -> {folder}")
     if folder is None:
         raise SamefaceError("no stage to train: pass stages=(1, 2, 3)")
@@ -252,30 +159,10 @@ def _finished(folder: Path, cfg: Any) -> bool:
     return trained.get("stage") == cfg.stage and trained.get("steps", 0) >= cfg.steps
 
 
-def _record_time(work: Path, stage: int, cfg: Any, seconds: float) -> None:
-    from ..fileio import write_json_atomic
-
-    path = work / "timings.json"
-    times = json.loads(path.read_text()) if path.is_file() else {}
-    times[f"stage{stage}"] = {
-        "seconds": round(seconds, 1),
-        "steps": cfg.steps,
-        "batch_size": cfg.batch_size,
-        "threads": _threads(),
-    }
-    write_json_atomic(path, times)
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 def publish_adapter(stage_folder: str | os.PathLike, world_folder: str | os.PathLike) -> Path:
     """Copy a trained PuLID folder to `WORLD/pulid/` (atomically), its base, CLIP and world
     recorded relative to it ("../base", "../clip", ".."), so the world folder can move."""
-    from .train_world import _atomic_folder
+    from ...fileio import write_folder_atomic
 
     src = Path(stage_folder)
     meta = json.loads((src / "pulid.json").read_text())
@@ -288,7 +175,7 @@ def publish_adapter(stage_folder: str | os.PathLike, world_folder: str | os.Path
             shutil.copy2(src / name, tmp / name)
         (tmp / "pulid.json").write_text(json.dumps(meta, indent=1) + "\n")
 
-    return _atomic_folder(Path(world_folder) / PULID_DIR, write)
+    return write_folder_atomic(Path(world_folder) / PULID_DIR, write)
 
 
 def world_pulid_adapter(world_dir: str | os.PathLike | None = None) -> Path:
@@ -297,8 +184,8 @@ def world_pulid_adapter(world_dir: str | os.PathLike | None = None) -> Path:
     Raises:
         ModelNotFoundError: the world has none yet.
     """
-    from ..errors import ModelNotFoundError
-    from .world import resolve_world
+    from ...errors import ModelNotFoundError
+    from ...world.world import resolve_world
 
     folder = resolve_world(world_dir) / PULID_DIR
     if not (folder / "pulid.json").is_file():
@@ -307,3 +194,70 @@ def world_pulid_adapter(world_dir: str | os.PathLike | None = None) -> Path:
             f"`sameface world pulid --world {folder.parent}`"
         )
     return folder
+
+
+# ---- `sameface world pulid` and the world bench ---------------------------------------------
+
+
+def _add_arguments(p: Any) -> None:
+    p.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
+    p.add_argument("--work", metavar="DIR", help="data and stage outputs (default WORLD/.pulid)")
+    p.add_argument(
+        "--stage", type=int, choices=[1, 2, 3], action="append",
+        help="train only this stage (repeatable; default 1, 2 and 3)",
+    )  # fmt: skip
+    p.add_argument("--images", type=int, help="training portraits to render (default 3000)")
+    p.add_argument(
+        "--steps", action="append", metavar="STAGE=N", help="steps of a stage, e.g. --steps 1=800"
+    )
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="a PuLID setting over configs/pulid/world.yaml's, e.g. --set batch_size=4",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run(args: Any) -> Path:
+    import yaml
+
+    stage_overrides: dict[int, dict] = {}
+    for item in args.steps or []:
+        stage, _, n = item.partition("=")
+        if not (stage.isdigit() and n.isdigit()):
+            raise SamefaceError(f"--steps takes STAGE=N, e.g. --steps 1=400, got {item!r}")
+        stage_overrides[int(stage)] = {"steps": int(n)}
+    overrides = {}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SamefaceError(f"--set takes KEY=VALUE, e.g. --set batch_size=4, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    out = train_world_pulid(
+        args.world,
+        args.work,
+        stages=sorted(set(args.stage or DEFAULT_STAGES)),
+        progress=not args.quiet,
+        n_images=args.images or DEFAULT_IMAGES,
+        overrides=overrides,
+        stage_overrides=stage_overrides,
+    )
+    print(f"PuLID adapter written to {out}; use it with --method pulid --adapter {out}")
+    return out
+
+
+def _settings(world: Any, folder: Path) -> dict:
+    """The world's adapter, and the world itself (`recognizer: world` reads it)."""
+    return {"adapter": str(folder), "world": str(world.folder)}
+
+
+RECIPE = WorldRecipe(
+    folder=PULID_DIR,
+    what="PuLID adapter",
+    help="train the world's PuLID adapter (WORLD/pulid; resumable)",
+    description="Render PuLID training portraits of random anonymous people, train PuLID "
+    "stages 1, 2 and 3 with the world's recogniser, detector and CLIP, and write the adapter "
+    "to WORLD/pulid (docs/pulid.md). Rerun the same command to resume.",
+    add_arguments=_add_arguments,
+    run=_run,
+    settings=_settings,
+)

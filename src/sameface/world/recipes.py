@@ -1,0 +1,126 @@
+"""What a method's world recipe builds on: training data of anonymous world people, timing
+records, and publishing a trained folder into the world.
+
+A method that trains in the proving ground (an encoder method's adapter) keeps its recipe in
+its own package (`methods/<name>/world.py`, a `WorldRecipe`); this module knows no method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SamefaceError
+
+
+def anonymous_identities(world: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, D) random identities at least `MIN_IDENTITY_DISTANCE` from every known and new person."""
+    from .people import sample_identities
+
+    known, new = world.people
+    return sample_identities(n, rng, avoid=np.concatenate([known.params, new.params]))
+
+
+def render_face_dataset(
+    world: Any,
+    out_dir: str | os.PathLike,
+    n_images: int,
+    seed: int = 0,
+    *,
+    progress: bool = True,
+    desc: str = "render training portraits",
+) -> dict:
+    """Render `n_images` portraits of random anonymous people as a face training dataset.
+
+    One person per image, each in a random context, captioned like the world's own "a person"
+    captions. The files are exactly `sameface data prepare`'s (`sameface.data.prepare`
+    layout, written by its `write_sample`): the whole portrait as the crop (the base model
+    draws whole portraits), the aligned face and landmarks from the renderer's ground truth,
+    the face mask from `Render.mask`, the world recogniser's embedding. Resumable: a rerun
+    continues after the last complete sample, and a larger `n_images` adds samples. No
+    known or new person of the world appears.
+
+    Args:
+        world: a `World` (or its folder).
+        out_dir: dataset folder.
+        n_images: samples the dataset should hold.
+        seed: decides the people and their portraits.
+        progress: progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        The dataset summary (`prepare.json`).
+    """
+    from tqdm.auto import tqdm
+
+    from ..data.prepare import read_index, write_sample
+    from ..faces.types import Face
+    from ..fileio import write_json_atomic
+    from .captions import PERSON, write_caption
+    from .render import Context, render
+    from .world import World
+
+    world = world if isinstance(world, World) else World.load(world)
+    out = Path(out_dir)
+    source = {"world": str(world.folder), "seed": int(seed)}
+    _check_same_source(out, source)
+    out.mkdir(parents=True, exist_ok=True)
+    people = anonymous_identities(world, n_images, np.random.default_rng([seed, 0]))
+    rec, size = world.recognizer, world.image_size
+    start = len(read_index(out))
+    for i in tqdm(range(start, n_images), desc=desc, disable=None if progress else True):
+        rng = np.random.default_rng([seed, 1, i])
+        ctx = Context.random(rng)
+        r = render(people[i], ctx, size=size, rng=rng)
+        aligned = rec.align(r.image, Face(bbox=tuple(r.box), landmarks=r.landmarks, score=1.0))
+        write_sample(
+            out,
+            i,
+            crop=r.image,
+            aligned=aligned,
+            mask=(r.mask * 255).round().astype(np.uint8),
+            embedding=rec.embed(aligned),
+            source=f"world:{seed}:{i}",
+            caption=write_caption(PERSON, ctx, rng=rng),
+            landmarks=r.landmarks,
+            score=1.0,
+        )
+    summary = {
+        "settings": {"resolution": size, "expand": None, "source": "rendered world portraits"},
+        "recognizer": rec.describe(),
+        "samples": len(read_index(out)),
+        "this_run": {"kept": max(0, n_images - start)},
+        "world_source": source,
+    }
+    write_json_atomic(out / "prepare.json", summary)
+    return summary
+
+
+def _check_same_source(out: Path, source: dict) -> None:
+    try:
+        saved = json.loads((out / "prepare.json").read_text()).get("world_source")
+    except (OSError, ValueError):
+        return
+    if saved is not None and saved != source:
+        raise SamefaceError(
+            f"{out} holds data rendered from {saved}; use another folder for {source}"
+        )
+
+
+def record_time(work: str | os.PathLike, key: str, seconds: float, **info: Any) -> None:
+    """Add `key`'s wall time (and the thread count, and `info`) to `work/timings.json`."""
+    import torch
+
+    from ..fileio import write_json_atomic
+
+    path = Path(work) / "timings.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[key] = {"seconds": round(seconds, 1), **info, "threads": torch.get_num_threads()}
+    write_json_atomic(path, times)
+
+
+__all__ = ["anonymous_identities", "record_time", "render_face_dataset"]
