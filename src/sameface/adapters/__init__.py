@@ -8,11 +8,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "AttentionFeature": "attention",
+    "AttentionMaps": "attention",
+    "AttentionRecorder": "attention",
     "CrossAttnRecord": "attention",
-    "IDAdapter": "attention",
+    "FeatureAttnProcessor": "attention",
     "IDAttnProcessor": "attention",
-    "ID_KWARGS": "attention",
-    "install_id_adapter": "attention",
+    "attach_feature": "attention",
+    "detach_feature": "attention",
+    "IDAdapter": "id_attention",
+    "IDAttention": "id_attention",
+    "ID_KWARGS": "id_attention",
+    "install_id_adapter": "id_attention",
     "IDEncoderConfig": "id_encoder",
     "IDFormer": "id_encoder",
     "IDMLPEncoder": "id_encoder",
@@ -24,27 +31,38 @@ _EXPORTS = {
 
 __all__ = [
     "ID_KWARGS",
+    "AttentionFeature",
+    "AttentionMaps",
+    "AttentionRecorder",
     "CrossAttnRecord",
     "EncoderTokens",
+    "FeatureAttnProcessor",
     "IDAdapter",
+    "IDAttention",
     "IDAttnProcessor",
     "IDEncoderConfig",
     "IDFormer",
     "IDMLPEncoder",
     "LearnedTokens",
     "TokenSplice",
+    "attach_feature",
     "build_id_encoder",
+    "detach_feature",
     "install_id_adapter",
 ]
 
 if TYPE_CHECKING:
     from sameface.adapters.attention import (
-        ID_KWARGS,
+        AttentionFeature,
+        AttentionMaps,
+        AttentionRecorder,
         CrossAttnRecord,
-        IDAdapter,
+        FeatureAttnProcessor,
         IDAttnProcessor,
-        install_id_adapter,
+        attach_feature,
+        detach_feature,
     )
+    from sameface.adapters.id_attention import ID_KWARGS, IDAdapter, IDAttention, install_id_adapter
     from sameface.adapters.id_encoder import (
         IDEncoderConfig,
         IDFormer,

@@ -1,49 +1,45 @@
-"""Decoupled ID cross-attention on a frozen UNet (IP-Adapter style, as PuLID uses; seed 004).
+"""Composable attention features on a frozen UNet: one sameface processor per attention layer,
+any number of features beside each other.
 
-Every cross-attention layer (attn2) of an SD1.x / SD2.x / SDXL UNet gets a second attention
-over ID tokens, added to the text attention before the output projection:
+A *feature* is a small object that adds to some attention layers: an extra attention branch
+added before the output projection (PuLID's ID branch, `IDAttention`), a recorder of Q/K and
+of the attention maps of chosen text tokens (PuLID's alignment loss, MagiCapture's attention
+refocusing: `AttentionRecorder`), later regional masks for several people. Each declares the
+`cross_attention_kwargs` keys it reads (`keys`), which layers it applies to, and when a call
+makes it active.
 
-    out = Attn(Q, K_txt, V_txt) + id_scale · Attn(Q, K_id, V_id),
-    K_id = to_k_id(id_tokens),  V_id = to_v_id(id_tokens)
-
-`to_k_id` / `to_v_id` are the only new weights; they live in an `IDAdapter`, whose
-`state_dict()` is the adapter checkpoint. The UNet's own modules are never replaced: only
-the layers' attention processors are swapped, and `IDAdapter.remove()` puts the original
-processor objects back.
-
-Per call, the UNet reads `cross_attention_kwargs={"id_tokens": (B, N, id_dim) or None,
-"id_scale": float, "attn_record": dict}`; see `IDAttnProcessor`.
+`attach_feature(unet, f)` puts a `FeatureAttnProcessor` on every attention layer the first
+time (the layer's own processor kept inside) and adds `f`; `detach_feature(unet, f)` takes
+it off, and with the last feature the original processor objects come back. The UNet's
+modules and weights are never touched. When no feature of a layer is active in a call, the
+layer's own processor runs (diffusers' SDPA kernels): the output is the base model's, bit for
+bit. A processor's signature names the keys its UNet's features declare; diffusers drops any
+other key with a warning (its own rule for processors), so a misspelt key is visible.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import inspect
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..errors import ArtifactError, SamefaceError
+from ..errors import SamefaceError
 
 __all__ = [
-    "ID_KWARGS",
-    "INITS",
+    "AttentionFeature",
+    "AttentionMaps",
+    "AttentionRecorder",
     "CrossAttnRecord",
-    "IDAdapter",
+    "FeatureAttnProcessor",
     "IDAttnProcessor",
+    "attach_feature",
+    "attached_features",
     "attention_layers",
-    "install_id_adapter",
+    "detach_feature",
+    "is_cross_attention",
 ]
-
-ID_KWARGS = ("id_tokens", "id_scale", "attn_record")
-"""The `cross_attention_kwargs` keys the ID processors read."""
-
-INITS = ("auto", "copy", "zero_v", "random")
-"""How the new K/V projections start; see `IDAdapter`."""
-
-_FORMAT = "sameface.id_adapter"
 
 
 class CrossAttnRecord(NamedTuple):
@@ -72,7 +68,7 @@ def attention_layers(unet: Any) -> dict[str, Any]:
     }
 
 
-def _is_cross(attn: Any) -> bool:
+def is_cross_attention(attn: Any) -> bool:
     return bool(getattr(attn, "is_cross_attention", False))
 
 
@@ -84,79 +80,141 @@ def _merge_heads(x: torch.Tensor, batch: int, heads: int, head_dim: int) -> torc
     return x.transpose(1, 2).reshape(batch, -1, heads * head_dim)
 
 
-class IDAttnProcessor:
-    """Cross-attention processor with an extra ID branch (PuLID / IP-Adapter decoupled attention).
+class AttentionFeature:
+    """Base class of attention features; subclasses override what they need.
 
-    Mirrors diffusers' `AttnProcessor2_0` (spatial/group norm, `norm_cross`, q/k norms,
-    residual connection, `rescale_output_factor`, `F.scaled_dot_product_attention`) and adds
-    `id_scale · Attn(Q, to_k_id(id_tokens), to_v_id(id_tokens))` before the output projection.
-    The ID branch takes no attention mask and skips `norm_cross` (that norm belongs to the
-    base's text conditioning). Not an `nn.Module`, so the projections it uses stay out of the
-    UNet's parameters and `state_dict`; their owner is the `IDAdapter`.
-
-    Without ID tokens (or with a Python scale of 0) and without a recorder, the call goes to
-    the layer's original processor, so the output is exactly the base model's.
-
-    Args:
-        to_k_id: Linear(id_dim → the layer's key width), bias-free.
-        to_v_id: Linear(id_dim → the layer's value width), bias-free.
-        name: the attention module's name; the key under which `attn_record` stores.
-        scale: ID scale used when a call passes no `id_scale`.
-        base_processor: the layer's original processor.
+    Attributes:
+        keys: the `cross_attention_kwargs` keys this feature reads (no two features attached to
+            one UNet may declare the same key, unless they are the same shareable kind).
+        description: how messages name it ("an ID adapter").
+        shareable: attaching a second feature of this class to the same UNet shares the first
+            (counted) instead of being refused.
     """
 
-    def __init__(
-        self,
-        to_k_id: nn.Linear,
-        to_v_id: nn.Linear,
-        *,
-        name: str = "",
-        scale: float = 1.0,
-        base_processor: Any = None,
-    ):
-        self.to_k_id = to_k_id
-        self.to_v_id = to_v_id
-        self.name = name
-        self.scale = scale
-        self.base_processor = base_processor
+    keys: tuple[str, ...] = ()
+    description: str = "an attention feature"
+    shareable: bool = False
+    _host: Any = None  # set by `attach_feature`
 
-    def __call__(
+    def applies_to(self, name: str, attn: Any) -> bool:
+        """Whether this feature works on layer `name` (default: the cross-attention layers)."""
+        return is_cross_attention(attn)
+
+    def active(self, kwargs: dict) -> bool:
+        """Whether this call (its `cross_attention_kwargs`) needs the feature."""
+        return any(kwargs.get(k) is not None for k in self.keys)
+
+    def wants_probs(self, kwargs: dict) -> bool:
+        """Whether `on_probs` should be called (the maps cost an explicit softmax)."""
+        return False
+
+    def on_qk(
+        self, name: str, attn: Any, query: torch.Tensor, key: torch.Tensor, kwargs: dict
+    ) -> None:
+        """Sees Q (B, heads, L_img, d) and K (B, heads, L_txt, d) after any q/k norms."""
+
+    def on_probs(self, name: str, attn: Any, probs: torch.Tensor, kwargs: dict) -> None:
+        """Sees the attention probabilities (B, heads, L_img, L_txt), float32."""
+
+    def extra(self, name: str, attn: Any, query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
+        """An output (B, L_img, heads · d) added to the attention before the output projection."""
+        return None
+
+
+def _base_call(attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+    """The arguments every attention processor takes (for `_LayerProcessor`'s signature)."""
+
+
+_BASE_SIGNATURE = inspect.signature(_base_call)
+
+
+class _LayerProcessor:
+    """What every layer of a UNet with features runs: takes the declared keys (so diffusers
+    passes them without a warning) and calls the layer's own `processor` (the processor of
+    layers no feature applies to)."""
+
+    def __init__(self, processor: Any, name: str, host: _Host):
+        self.processor = processor
+        self.name = name
+        self.host = host
+
+    def _original(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb):
+        extra = {} if temb is None else {"temb": temb}
+        return self.processor(
+            attn,
+            hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            attention_mask=attention_mask,
+            **extra,
+        )
+
+    @property
+    def __call__(self) -> Any:
+        """The processor call, its signature naming the keys the attached features declare:
+        diffusers reads a processor's keyword arguments from `inspect.signature` and drops
+        (with a warning per layer and call) every key not named there."""
+        run = self._run
+
+        def call(
+            attn,
+            hidden_states,
+            encoder_hidden_states=None,
+            attention_mask=None,
+            temb=None,
+            **kwargs,
+        ):
+            return run(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+
+        kw = inspect.Parameter.KEYWORD_ONLY
+        call.__signature__ = _BASE_SIGNATURE.replace(
+            parameters=[
+                *_BASE_SIGNATURE.parameters.values(),
+                *(inspect.Parameter(k, kw, default=None) for k in sorted(self.host.keys())),
+            ]
+        )
+        return call
+
+    def _run(
         self,
         attn: Any,
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
-        id_tokens: torch.Tensor | None = None,
-        id_scale: float | torch.Tensor | None = None,
-        attn_record: dict[str, CrossAttnRecord] | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        """Run the layer.
+        return self._original(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
-        Args:
-            attn: the diffusers `Attention` module.
-            hidden_states: UNet features, (B, L, C) or (B, C, H, W).
-            encoder_hidden_states: text tokens (B, L_txt, cross_attention_dim).
-            attention_mask: optional mask over the text tokens.
-            temb: time embedding (only layers with a spatial norm read it).
-            id_tokens: (B, N, id_dim) ID tokens, or (1, N, id_dim) for the whole batch; None = off.
-            id_scale: weight of the ID branch (float, or a (B,) tensor per sample); None = the
-                processor's `scale`.
-            attn_record: a dict; when given, `attn_record[name] = CrossAttnRecord(Q, K)`.
-        """
-        scale = self.scale if id_scale is None else id_scale
-        use_id = id_tokens is not None and not (isinstance(scale, (int, float)) and scale == 0)
-        if not use_id and attn_record is None and self.base_processor is not None:
-            extra = {} if temb is None else {"temb": temb}
-            return self.base_processor(
-                attn,
-                hidden_states,
-                encoder_hidden_states=encoder_hidden_states,
-                attention_mask=attention_mask,
-                **extra,
-            )
 
-        # From here on the structure is AttnProcessor2_0's, so without ID the result is the same.
+class FeatureAttnProcessor(_LayerProcessor):
+    """The processor of an attention layer that features apply to.
+
+    Mirrors diffusers' `AttnProcessor2_0` (spatial/group norm, `norm_cross`, q/k norms,
+    residual connection, `rescale_output_factor`, `F.scaled_dot_product_attention`) and calls
+    the active features' hooks; with none active it calls the layer's own `processor`.
+    Not an `nn.Module`, so feature weights stay out of the UNet's parameters and `state_dict`.
+
+    Args:
+        processor: the layer's original processor.
+        name: the attention module's name (the key recorders store under).
+        host: the `_Host` holding the UNet's features.
+    """
+
+    def _run(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        active = [f for f in self.host.layer_features(self.name) if f.active(kwargs)]
+        if not active:
+            return self._original(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+        # From here on the structure is AttnProcessor2_0's, so features adding nothing leave
+        # the result the same.
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -194,18 +252,26 @@ class IDAttnProcessor:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
-        if attn_record is not None:
-            attn_record[self.name] = CrossAttnRecord(query=query, key=key)
+        for f in active:
+            f.on_qk(self.name, attn, query, key, kwargs)
+        if any(f.wants_probs(kwargs) for f in active):
+            # The maps for the recorders; the output below still comes from the SDPA kernel.
+            logits = query.float() @ key.float().transpose(-1, -2) * attn.scale
+            if attention_mask is not None:
+                logits = logits + attention_mask.float()
+            probs = logits.softmax(dim=-1)
+            for f in active:
+                if f.wants_probs(kwargs):
+                    f.on_probs(self.name, attn, probs, kwargs)
 
         hidden_states = F.scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
         )
         hidden_states = _merge_heads(hidden_states, batch_size, heads, head_dim).to(query.dtype)
-        if use_id:
-            id_out = self._id_attention(attn, query, id_tokens, head_dim)
-            if isinstance(scale, torch.Tensor) and scale.ndim > 0:
-                scale = scale.to(id_out.dtype).view(-1, 1, 1)  # per-sample scale
-            hidden_states = hidden_states + scale * id_out
+        for f in active:
+            add = f.extra(self.name, attn, query, kwargs)
+            if add is not None:
+                hidden_states = hidden_states + add
 
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)  # dropout
@@ -217,354 +283,184 @@ class IDAttnProcessor:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
 
-    def _id_attention(
-        self, attn: Any, query: torch.Tensor, id_tokens: torch.Tensor, head_dim: int
-    ) -> torch.Tensor:
-        """Attn(Q, K_id, V_id) with heads merged: (B, L_img, heads · d)."""
-        batch, heads = query.shape[0], query.shape[1]
-        if id_tokens.ndim != 3:
-            raise ValueError(
-                f"id_tokens must be (batch, tokens, id_dim), got shape {tuple(id_tokens.shape)}"
-            )
-        if id_tokens.shape[0] != batch:
-            if id_tokens.shape[0] != 1:
-                raise ValueError(
-                    f"id_tokens has batch {id_tokens.shape[0]} but the UNet batch is {batch}"
-                )
-            id_tokens = id_tokens.expand(batch, -1, -1)
-        # The projections may be kept in fp32 (trainable master weights) beside a bf16/fp16 base.
-        id_tokens = id_tokens.to(self.to_k_id.weight.dtype)
-        id_key = _split_heads(self.to_k_id(id_tokens).to(query.dtype), batch, heads, head_dim)
-        id_value = _split_heads(self.to_v_id(id_tokens).to(query.dtype), batch, heads, head_dim)
-        if attn.norm_k is not None:  # qk-norm layers normalise every key they attend to
-            id_key = attn.norm_k(id_key)
-        out = F.scaled_dot_product_attention(
-            query, id_key, id_value, attn_mask=None, dropout_p=0.0, is_causal=False
-        )
-        return _merge_heads(out, batch, heads, head_dim).to(query.dtype)
+
+IDAttnProcessor = FeatureAttnProcessor
+"""The name PuLID's adapter processors had before features composed; the same class."""
 
 
-class _IgnoreIDKwargs:
-    """A layer's own processor, called unchanged, that also accepts (and drops) the ID kwargs.
+class _Host:
+    """The features attached to one UNet, and the processors that run them.
 
-    diffusers passes `cross_attention_kwargs` to every attention layer and logs a warning per
-    layer and call for keys a processor does not take; self-attention layers get this wrapper
-    so that the ID kwargs pass silently while their computation stays the original one.
+    Found through the UNet's live processors (no attribute is stamped on the UNet).
     """
 
-    def __init__(self, processor: Any):
-        self.processor = processor
+    def __init__(self, unet: Any):
+        self.unet = unet
+        self.features: list[AttentionFeature] = []
+        self.counts: dict[int, int] = {}  # id(shareable feature) -> holders
+        self.originals: dict[str, Any] = {}
+        self.installed: dict[str, _LayerProcessor] = {}
+        self._layers: dict[str, Any] = {}
 
-    def __call__(
-        self,
-        attn: Any,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        id_tokens: Any = None,
-        id_scale: Any = None,
-        attn_record: Any = None,
-    ) -> torch.Tensor:
-        extra = {} if temb is None else {"temb": temb}
-        return self.processor(
-            attn,
-            hidden_states,
-            encoder_hidden_states=encoder_hidden_states,
-            attention_mask=attention_mask,
-            **extra,
-        )
+    @staticmethod
+    def find(unet: Any) -> _Host | None:
+        for attn in attention_layers(unet).values():
+            if isinstance(attn.processor, _LayerProcessor):
+                return attn.processor.host
+        return None
 
+    def keys(self) -> set[str]:
+        return {k for f in self.features for k in f.keys}
 
-class _IDProjections(nn.Module):
-    """The new key/value projections of one cross-attention layer."""
+    def layer_features(self, name: str) -> list[AttentionFeature]:
+        attn = self._layers[name]
+        return [f for f in self.features if f.applies_to(name, attn)]
 
-    def __init__(self, id_dim: int, key_dim: int, value_dim: int, *, device: Any, dtype: Any):
-        super().__init__()
-        self.to_k_id = nn.Linear(id_dim, key_dim, bias=False, device=device, dtype=dtype)
-        self.to_v_id = nn.Linear(id_dim, value_dim, bias=False, device=device, dtype=dtype)
-
-
-def _layer_key(name: str) -> str:
-    # ModuleDict keys cannot contain "."; "down_blocks.1.attentions.0....attn2" -> "down_blocks_1_...".
-    return name.replace(".", "_")
-
-
-class IDAdapter(nn.Module):
-    """The trainable ID projections of every cross-attention layer of a UNet, and their install.
-
-    Building reads the UNet's layer shapes (and, for `init="copy"`, its K/V weights) but
-    changes nothing; `install()` swaps the attention processors, `remove()` reinstates the
-    original processor objects. It is also a context manager (`with IDAdapter(unet, 768):`
-    installs, leaving the block removes). The UNet is referenced, not registered, so
-    `parameters()` and `state_dict()` hold only the adapter's projections, keyed
-    `layers.<attention module name with _ for .>.to_{k,v}_id.weight`.
-
-    Init of the new projections (`init`):
-        "copy": K_id/V_id start as copies of the layer's to_k/to_v (IP-Adapter's training
-            recipe, which PuLID follows): ID tokens begin in the text tokens' key/value space
-            and both projections get gradients from the first step. Needs
-            id_dim == the UNet's cross_attention_dim (true for PuLID's IDFormer, which emits
-            tokens of that width).
-        "zero_v": default nn.Linear init for K_id, zeros for V_id: the ID branch adds exactly
-            0 at the start (ControlNet-style identity init); V_id gets gradients at once,
-            K_id from the second step.
-        "random": default nn.Linear init for both.
-        "auto" (default): "copy" when id_dim matches the cross-attention width, else "zero_v".
-
-    Args:
-        unet: a diffusers `UNet2DConditionModel` (SD1.x, SD2.x or SDXL).
-        id_dim: width of the ID tokens.
-        scale: default ID scale (a call's `id_scale` overrides it).
-        init: one of `INITS`.
-        dtype: dtype of the new weights (default float32, also beside a bf16/fp16 base: the
-            processor casts).
-        freeze_base: on install, turn off `requires_grad` on every UNet parameter (restored
-            by `remove()`), so gradients reach only the adapter.
-    """
-
-    def __init__(
-        self,
-        unet: Any,
-        id_dim: int,
-        *,
-        scale: float = 1.0,
-        init: str = "auto",
-        dtype: torch.dtype | None = None,
-        freeze_base: bool = True,
-    ):
-        super().__init__()
-        if int(id_dim) != id_dim or id_dim < 1:
-            raise ValueError(f"id_dim must be a positive integer, got {id_dim!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-        # Plain attribute, not a submodule: the adapter's state_dict must not include the UNet.
-        object.__setattr__(self, "_unet", unet)
-        self.id_dim = int(id_dim)
-        self.freeze_base = freeze_base
-        self._scale = float(scale)
-        self._originals: dict[str, Any] = {}
-        self._installed: dict[str, Any] = {}
-        self._grad_flags: dict[str, bool] = {}
-
-        cross = {n: a for n, a in attention_layers(unet).items() if _is_cross(a)}
-        if not cross:
-            raise ValueError("this UNet has no cross-attention layers to attach ID tokens to")
-        self.layer_names: list[str] = list(cross)
-        self.layers = nn.ModuleDict()
-        for name, attn in cross.items():
-            key = _layer_key(name)
-            if key in self.layers:
-                raise ValueError(f"two attention layers map to the same adapter key {key!r}")
-            weight = attn.to_k.weight
-            proj = _IDProjections(
-                self.id_dim,
-                attn.to_k.out_features,
-                attn.to_v.out_features,
-                device=weight.device,
-                dtype=dtype or torch.float32,
-            )
-            self._init_layer(proj, attn, init)
-            self.layers[key] = proj
-
-    def _init_layer(self, proj: _IDProjections, attn: Any, init: str) -> None:
-        text_dim = attn.to_k.in_features
-        if init == "auto":
-            init = "copy" if text_dim == self.id_dim else "zero_v"
-        if init == "copy":
-            if text_dim != self.id_dim:
-                raise ValueError(
-                    f"init='copy' needs id_dim == the cross-attention width ({text_dim}), "
-                    f"got {self.id_dim}; use init='zero_v' or 'random'"
-                )
-            with torch.no_grad():
-                proj.to_k_id.weight.copy_(attn.to_k.weight)
-                proj.to_v_id.weight.copy_(attn.to_v.weight)
-        elif init == "zero_v":
-            nn.init.zeros_(proj.to_v_id.weight)
-
-    @property
-    def unet(self) -> Any:
-        """The UNet this adapter was built for."""
-        return self._unet
-
-    @property
-    def installed(self) -> bool:
-        """Whether the ID processors are in the UNet now."""
-        return bool(self._installed)
-
-    @property
-    def scale(self) -> float:
-        """Default ID scale of every layer (a call's `id_scale` overrides it)."""
-        return self._scale
-
-    @scale.setter
-    def scale(self, value: float) -> None:
-        self._scale = float(value)
-        for proc in self._installed.values():
-            if isinstance(proc, IDAttnProcessor):
-                proc.scale = self._scale
-
-    def install(self) -> IDAdapter:
-        """Put the ID processors into the UNet (no-op when installed). Returns self.
-
-        Raises:
-            SamefaceError: the UNet already carries an ID adapter.
-        """
-        if self.installed:
-            return self
-        layers = attention_layers(self._unet)
-        missing = [n for n in self.layer_names if n not in layers]
-        if missing:
-            raise SamefaceError(f"the UNet no longer has the layers {missing[:3]}")
-        if any(
-            isinstance(a.processor, (IDAttnProcessor, _IgnoreIDKwargs)) for a in layers.values()
-        ):
-            raise SamefaceError(
-                "this UNet already has an ID adapter installed; remove it first "
-                "(`adapter.remove()` or leave its `with` block)"
-            )
-        for name, attn in layers.items():
-            original = attn.processor
-            if name in self.layer_names:
-                proj = self.layers[_layer_key(name)]
-                proc: Any = IDAttnProcessor(
-                    proj.to_k_id,
-                    proj.to_v_id,
-                    name=name,
-                    scale=self._scale,
-                    base_processor=original,
-                )
-            else:
-                proc = _IgnoreIDKwargs(original)
-            self._originals[name] = original
-            self._installed[name] = proc
+    def refresh(self) -> None:
+        """Give each layer the processor its features need (the original inside either)."""
+        if not self._layers:
+            self._layers = attention_layers(self.unet)
+        for name, attn in self._layers.items():
+            kind = FeatureAttnProcessor if self.layer_features(name) else _LayerProcessor
+            current = self.installed.get(name)
+            if type(current) is kind:
+                continue
+            original = self.originals.setdefault(name, attn.processor)
+            proc = kind(original, name, self)
+            self.installed[name] = proc
             attn.set_processor(proc)
-        if self.freeze_base:
-            self._grad_flags = {n: p.requires_grad for n, p in self._unet.named_parameters()}
-            self._unet.requires_grad_(False)
-        return self
 
-    def remove(self) -> None:
-        """Reinstate the UNet's original processor objects (and `requires_grad` flags).
-
-        A no-op when not installed.
-
-        Raises:
-            SamefaceError: a processor was replaced by someone else after install (nothing is
-                changed then, so their processors are not silently dropped).
-        """
-        if not self.installed:
-            return
-        layers = attention_layers(self._unet)
+    def check_in_place(self) -> None:
+        layers = attention_layers(self.unet)
         changed = [
             n
-            for n, p in self._installed.items()
+            for n, p in self.installed.items()
             if layers.get(n) is None or layers[n].processor is not p
         ]
         if changed:
             raise SamefaceError(
-                f"{len(changed)} attention processor(s) were replaced after the ID adapter was "
-                f"installed (e.g. {changed[0]}); restore them before removing the adapter"
+                f"{len(changed)} attention processor(s) were replaced after the attention "
+                f"features were attached (e.g. {changed[0]}); restore them before removing "
+                "the features"
             )
-        for name, original in self._originals.items():
+
+    def uninstall(self) -> None:
+        layers = attention_layers(self.unet)
+        for name, original in self.originals.items():
             layers[name].set_processor(original)
-        if self._grad_flags:
-            for n, p in self._unet.named_parameters():
-                p.requires_grad_(self._grad_flags.get(n, p.requires_grad))
-        self._originals, self._installed, self._grad_flags = {}, {}, {}
-
-    def __enter__(self) -> IDAdapter:
-        return self.install()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Load adapter weights; always strict (keys and shapes must fit this UNet exactly).
-
-        Raises:
-            ArtifactError: missing, unexpected or mis-shaped tensors (a checkpoint made for
-                another architecture or id_dim).
-        """
-        if not strict:
-            raise ValueError("IDAdapter loads strictly: a partial adapter is a broken adapter")
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        shapes = [
-            f"{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-            for k in own
-            if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-        ]
-        if missing or unexpected or shapes:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-            if shapes:
-                parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[0]})")
-            raise ArtifactError(
-                "ID adapter weights do not fit this UNet (made for another base model or "
-                "id_dim?): " + "; ".join(parts)
-            )
-        return super().load_state_dict(state_dict, strict=True, assign=assign)
-
-    def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
-        """Write the weights as one safetensors file (atomically). Returns the path.
-
-        Args:
-            path: the file to write.
-            metadata: extra string metadata to store beside `format` and `id_dim`.
-        """
-        from safetensors.torch import save_file
-
-        from ..fileio import write_with
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {**(metadata or {}), "format": _FORMAT, "id_dim": str(self.id_dim)}
-        return write_with(path, lambda p: save_file(tensors, str(p), metadata=meta))
-
-    def load(self, path: str | os.PathLike[str]) -> IDAdapter:
-        """Read weights written by `save` (strictly). Returns self.
-
-        Raises:
-            ArtifactError: the file is missing, not an ID adapter, or made for another UNet.
-        """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if not path.is_file():
-            raise ArtifactError(f"{path}: no such ID adapter file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path), device=str(next(self.parameters()).device))
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise ArtifactError(f"{path}: not a readable safetensors file ({e})") from None
-        if meta.get("format") != _FORMAT:
-            raise ArtifactError(
-                f"{path}: not a sameface ID adapter (format {meta.get('format')!r})"
-            )
-        self.load_state_dict(state)
-        return self
+        self.originals, self.installed = {}, {}
 
 
-def install_id_adapter(
-    unet: Any,
-    id_dim: int,
-    *,
-    scale: float = 1.0,
-    init: str = "auto",
-    dtype: torch.dtype | None = None,
-    freeze_base: bool = True,
-) -> IDAdapter:
-    """Build an `IDAdapter` for `unet` and install it (see `IDAdapter` for the arguments).
+def attach_feature(unet: Any, feature: AttentionFeature) -> AttentionFeature:
+    """Attach `feature` to `unet` beside the features already there. Returns the feature
+    attached: `feature`, or for a shareable kind the one already attached (shared).
 
-    Use `adapter.remove()` or `with install_id_adapter(unet, d) as adapter:` to undo it.
+    Raises:
+        SamefaceError: a feature already attached declares one of the same keys.
     """
-    return IDAdapter(
-        unet, id_dim, scale=scale, init=init, dtype=dtype, freeze_base=freeze_base
-    ).install()
+    host = _Host.find(unet)
+    if host is not None:
+        for other in host.features:
+            if other.shareable and type(other) is type(feature):
+                host.counts[id(other)] += 1
+                feature._host = host  # a holder of the shared one detaches through it
+                return other
+            clash = set(other.keys) & set(feature.keys)
+            if clash:
+                raise SamefaceError(
+                    f"this UNet already has {other.description} installed (it reads "
+                    f"{', '.join(sorted(clash))}); remove it first (`.remove()` or leave its "
+                    "`with` block)"
+                )
+    else:
+        host = _Host(unet)
+    if host.installed:
+        host.check_in_place()
+    host.features.append(feature)
+    host.counts[id(feature)] = 1
+    feature._host = host
+    host.refresh()
+    return feature
+
+
+def detach_feature(unet: Any, feature: AttentionFeature) -> None:
+    """Detach `feature`; with the UNet's last feature the original processors come back.
+
+    Raises:
+        SamefaceError: processors were replaced by someone else since (nothing is changed).
+    """
+    host = getattr(feature, "_host", None)
+    if host is None or host.unet is not unet:
+        return
+    if not host.features or not (any(f is feature for f in host.features) or feature.shareable):
+        return
+    host.check_in_place()
+    if feature.shareable:  # the holder may have been handed the shared instance
+        feature = next((f for f in host.features if type(f) is type(feature)), feature)
+    if id(feature) not in host.counts:
+        return  # detached already
+    host.counts[id(feature)] -= 1
+    if host.counts[id(feature)] > 0:
+        return
+    del host.counts[id(feature)]
+    host.features = [f for f in host.features if f is not feature]
+    if host.features:
+        host.refresh()
+    else:
+        host.uninstall()
+
+
+def attached_features(unet: Any) -> list[AttentionFeature]:
+    """The features attached to `unet` now, in attachment order."""
+    host = _Host.find(unet)
+    return list(host.features) if host is not None else []
+
+
+class AttentionMaps:
+    """A request for the cross-attention maps of chosen text tokens (MagiCapture's refocusing).
+
+    Pass it as `cross_attention_kwargs={"attn_maps": request}`; each cross-attention layer
+    then stores `maps[layer] = (B, n, L_img)`: for each sample and each of its `n` token
+    positions, the attention probability of every image position on that token, averaged over
+    heads (rows of the softmax over text tokens, so they sum to 1 over all tokens).
+
+    Args:
+        positions: (B, n) long tensor of text-token indices per sample.
+    """
+
+    def __init__(self, positions: torch.Tensor):
+        if positions.ndim != 2:
+            raise ValueError(f"positions must be (batch, n), got {tuple(positions.shape)}")
+        self.positions = positions.long()
+        self.maps: dict[str, torch.Tensor] = {}
+
+
+class AttentionRecorder(AttentionFeature):
+    """Records Q/K (`attn_record`: a dict -> `CrossAttnRecord` per layer, PuLID's alignment
+    loss) and token attention maps (`attn_maps`: an `AttentionMaps`) of the cross-attention
+    layers. Shared by everyone who attaches one."""
+
+    keys = ("attn_record", "attn_maps")
+    description = "an attention recorder"
+    shareable = True
+
+    def wants_probs(self, kwargs: dict) -> bool:
+        return kwargs.get("attn_maps") is not None
+
+    def on_qk(
+        self, name: str, attn: Any, query: torch.Tensor, key: torch.Tensor, kwargs: dict
+    ) -> None:
+        record = kwargs.get("attn_record")
+        if record is not None:
+            record[name] = CrossAttnRecord(query=query, key=key)
+
+    def on_probs(self, name: str, attn: Any, probs: torch.Tensor, kwargs: dict) -> None:
+        request: AttentionMaps = kwargs["attn_maps"]
+        pos = request.positions.to(probs.device)
+        if pos.shape[0] != probs.shape[0]:
+            raise ValueError(
+                f"attention-map positions have batch {pos.shape[0]}, the UNet batch is {probs.shape[0]}"
+            )
+        mean = probs.mean(dim=1)  # (B, L_img, L_txt)
+        idx = pos[:, None, :].expand(-1, mean.shape[1], -1)
+        request.maps[name] = mean.gather(-1, idx).transpose(1, 2)  # (B, n, L_img)

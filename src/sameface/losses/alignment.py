@@ -2,7 +2,7 @@
 
 PuLID runs the UNet twice on the same noisy latent, timestep and prompt: once with the ID
 tokens (path "tid") and once without (path "t"). At every cross-attention layer the
-`IDAttnProcessor` recorder stores `CrossAttnRecord(query=Q, key=K)`, per head
+attention recorder (`sameface.adapters.AttentionRecorder`) stores `CrossAttnRecord(query=Q, key=K)`, per head
 (B, heads, L, d); these functions compare the two record dicts.
 
 Target side. The prompt-only path's tensors are detached: they are the *target*, the
@@ -41,7 +41,8 @@ def _layers(records_id: Records, records_txt: Records, layers: Iterable[str] | N
         if not names:
             raise ValueError(
                 "the two attention records share no layer; run both UNet passes with "
-                "cross_attention_kwargs={'attn_record': {...}} and an installed ID adapter"
+                "cross_attention_kwargs={'attn_record': {...}} and an attached attention recorder "
+                "(an installed ID adapter attaches one)"
             )
         return names
     names = list(layers)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...adapters.attention import IDAdapter
+from ...adapters.id_attention import IDAdapter
 from ...adapters.id_encoder import IDEncoderConfig, build_id_encoder
 from ...errors import ArtifactError, SamefaceError
 from ...faces.aligned_masks import aligned_face_masks, template_face_mask

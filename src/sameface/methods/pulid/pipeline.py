@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ...adapters.attention import IDAdapter
+from ...adapters.id_attention import IDAdapter
 from ...errors import ArtifactError
 from ..spec import GenerationOutput, artifact_base
 from .artifact import load_tokens
