@@ -365,3 +365,66 @@ def test_personalize_and_generate_argument_errors(capsys, tmp_path, obama, monke
     with pytest.raises(SystemExit) as exit_info:  # argparse's own usage error
         main(["generate", "--identity", "me", "a photo of <id>", "--steps", "0", "--out", "imgs"])
     assert exit_info.value.code == 2 and "at least 1" in capsys.readouterr().err
+
+
+def test_method_flags_come_from_the_registry(monkeypatch, capsys):
+    """A registered method's settings become flags with no CLI edit; another method's flag is a
+    one-line usage error; `train` offers exactly the methods that have a trainer."""
+    import dataclasses
+    import types
+
+    import sameface.methods as methods
+    from sameface.cli import build_parser, main
+    from sameface.methods.spec import MethodSpec
+
+    @dataclasses.dataclass
+    class ToyConfig:
+        """Toy.
+
+        Attributes:
+            toy_strength: how strongly the toy acts.
+            steps: optimisation steps.
+        """
+
+        toy_strength: float = 0.5
+        steps: int = 3
+
+    toy = types.ModuleType("toy_method")
+    toy.METHOD = MethodSpec(
+        "toy", "encoder", "none", ToyConfig, personalize="x:y", pipeline_cls="x:y", train="x:y"
+    )
+    monkeypatch.setitem(__import__("sys").modules, "toy_method", toy)
+    monkeypatch.setitem(methods.METHOD_PACKAGES, "toy", "toy_method")
+    parser = build_parser()
+    train = parser.parse_args(
+        ["train", "toy", "--data", "d", "--base", "b", "--out", "o", "--toy-strength", "2"]
+    )
+    assert train.toy_strength == 2 and train.method == "toy"
+    with pytest.raises(SystemExit):
+        parser.parse_args(
+            ["train", "textual-inversion", "--data", "d", "--base", "b", "--out", "o"]
+        )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["personalize", "--help"])
+    assert "--toy-strength" in capsys.readouterr().out
+    code = main(
+        ["personalize", "--method", "textual-inversion", "--face", "x.jpg", "--base", "b",
+         "--out", "o", "--toy-strength", "1"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--toy-strength is not a setting of textual-inversion" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_generate_refuses_options_of_other_methods(tmp_path, capsys):
+    from sameface.cli import main
+
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "artifact.json").write_text('{"method": "textual-inversion"}')
+    code = main(
+        ["generate", "a photo of <id>", "--identity", str(tmp_path / "art"), "--out",
+         str(tmp_path / "o"), "--id-scale", "0.5"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--id-scale is an option of pulid, not of textual-inversion" in err
+    assert "Traceback" not in err

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def clip_vit_l_336(dtype: torch.dtype) -> ClipVision:
     """openai/clip-vit-large-patch14-336's vision tower (24 layers, width 1024, 768-d), random."""
-    from sameface.methods.pulid.vision import random_clip_vision_l336
+    from sameface.models.clip_vision import random_clip_vision_l336
 
     return random_clip_vision_l336(dtype)
 

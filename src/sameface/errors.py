@@ -33,3 +33,7 @@ class TrainingError(SamefaceError, RuntimeError):
 
 class OutputError(SamefaceError, OSError):
     """An output file or folder cannot be written."""
+
+
+class UsageError(SamefaceError, ValueError):
+    """A command was given options that do not fit (the CLI exits 2, as for argparse errors)."""

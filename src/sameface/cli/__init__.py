@@ -14,7 +14,7 @@ import os
 import sys
 
 from .. import __version__
-from ..errors import SamefaceError
+from ..errors import SamefaceError, UsageError
 from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_USAGE
 
 
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_requests_interrupt():  # `kill` stops training like Ctrl-C: checkpoint first
             return int(args.func(args) or 0)
+    except UsageError as e:  # options that do not fit together: like argparse's usage errors
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except SamefaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -19,46 +18,18 @@ from .common import (
 )
 
 
-def config_from_args(config_cls: type, args) -> object:
-    """The method's config from `--config FILE.yaml`, `--set key=value` and the named flags."""
-    values: dict = {}
-    if args.config:
-        import yaml
+def _registry() -> dict:
+    """Registered method name -> its `MethodSpec` (cheap: no torch is imported)."""
+    from ..methods import available_methods, get_method
 
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise SamefaceError(f"{args.config}: cannot read config ({e})") from None
-        if not isinstance(loaded, dict):
-            raise SamefaceError(f"{args.config}: a config file is a mapping of setting: value")
-        values |= loaded
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        import yaml
+    return {name: get_method(name) for name in available_methods()}
 
-        values[key.strip().replace("-", "_")] = yaml.safe_load(raw)
-    named = {
-        "stage": getattr(args, "stage", None),
-        "init": args.init,
-        "reparam_base": args.reparam_base,
-        "steps": args.steps,
-        "learning_rate": args.lr,
-        "seed": args.seed,
-        "resolution": args.resolution,
-        "mixed_precision": args.mixed_precision,
-        "celeb_bank": args.celeb_bank,
-        "adapter": getattr(args, "adapter", None),
-    }
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    values |= {k: v for k, v in named.items() if v is not None and k in fields}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(
-            f"unknown setting(s) {', '.join(unknown)} for {config_cls.__name__}; known: {', '.join(sorted(fields))}"
-        )
-    return config_cls(**values)
+
+def method_config(method, args):
+    """The chosen method's config from `--config`, `--set` and the config flags."""
+    from .config_flags import config_from_args
+
+    return config_from_args(method.config_cls, method.name, args)
 
 
 def cmd_personalize(args) -> int:
@@ -68,7 +39,7 @@ def cmd_personalize(args) -> int:
     from ..models import load_base_model
 
     method = get_method(args.method)
-    config = config_from_args(method.config_cls, args)
+    config = method_config(method, args)
     device, dtype = pick_device(args.device, args.dtype, training=True)
     out = ensure_folder(args.out)
     if (out / "artifact.json").exists() and not args.force:
@@ -154,7 +125,7 @@ def cmd_generate(args) -> int:
             f"{args.identity}: not a personalised identity (no artifact.json); run `sameface personalize` first"
         )
     method = get_method(name)
-    extra = {"id_scale": args.id_scale} if args.id_scale is not None else {}
+    extra = _generate_options(method, args)
     if args.steps is not None:
         extra["num_inference_steps"] = args.steps
     with method.pipeline_cls.from_artifact(args.identity, base, device=device, dtype=dtype) as pipe:
@@ -188,6 +159,24 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _generate_options(method, args) -> dict:
+    """The method's extra call arguments given on the command line (refused for other methods)."""
+    from ..errors import UsageError
+
+    out = {}
+    for name, spec in _registry().items():
+        for arg in spec.generate_options:
+            value = getattr(args, arg, None)
+            if value is None:
+                continue
+            if arg not in method.generate_options:
+                raise UsageError(
+                    f"--{arg.replace('_', '-')} is an option of {name}, not of {method.name}"
+                )
+            out[arg] = value
+    return out
+
+
 def _encode_faces(args, out: Path, base, device, dtype) -> Path:
     """Personalise an encoder method from photos into OUT/identity-artifact; returns that folder."""
     from ..faces import FaceAnalyzer
@@ -207,16 +196,24 @@ def _encode_faces(args, out: Path, base, device, dtype) -> Path:
     analyzer = FaceAnalyzer(args.recognizer, recognizer_kwargs=recognizer_kwargs(args))
     identity = Identity.from_images(expand_images(args.faces), analyzer=analyzer, progress=True)
     if base is None:
-        from ..methods.pulid.model import read_meta, recorded_path
+        from ..methods.trained import trained_base
 
-        spec = read_meta(args.adapter).get("base")
-        if not spec:
-            raise SamefaceError(f"{args.adapter}: records no base model; pass --base")
-        base = load_base_model(recorded_path(args.adapter, spec), device=device, dtype=dtype)
+        base = load_base_model(trained_base(method, args.adapter), device=device, dtype=dtype)
     folder = out / "identity-artifact"
     config = method.config_cls(adapter=str(Path(args.adapter).resolve()))
     method.personalize(identity, base, config, folder, base_spec=base.source)
     return folder
+
+
+def _add_generate_options(parser, registry) -> None:
+    """One flag per extra pipeline argument a method declares (`MethodSpec.generate_options`),
+    typed and documented by the config field it names."""
+    from .config_flags import add_flag, flag_specs
+
+    group = parser.add_argument_group("method options")
+    for name, spec in registry.items():
+        for arg, field in spec.generate_options.items():
+            add_flag(group, arg, flag_specs(spec.config_cls)[field], [name])
 
 
 def add_parsers(sub, common) -> None:
@@ -225,6 +222,7 @@ def add_parsers(sub, common) -> None:
 
     from ..methods import available_methods
 
+    registry = _registry()
     p = sub.add_parser(
         "personalize",
         parents=[common],
@@ -256,35 +254,6 @@ def add_parsers(sub, common) -> None:
         help="diffusers folder, .safetensors file, or hub id in the HF cache",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="artifact folder")
-    p.add_argument(
-        "--init",
-        choices=["auto", "id", "face", "rand2"],
-        help="textual inversion: starting vectors (default auto: id with --celeb-bank, else face)",
-    )
-    p.add_argument(
-        "--reparam-base",
-        metavar="A",
-        help="textual inversion: base a of v = a**n·d/|d| (2.0, e, or off; default 2.0)",
-    )
-    p.add_argument(
-        "--celeb-bank",
-        metavar="DIR",
-        help="celebrity bank for the id / rand2 inits (`sameface celebs build`)",
-    )
-    p.add_argument("--steps", type=int, help="optimisation steps (textual inversion: 400)")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument(
-        "--adapter",
-        metavar="DIR",
-        help="encoder methods (pulid): the trained weights folder (`sameface train`)",
-    )
-    p.add_argument("--resolution", type=int, help="training resolution (default: the base model's)")
-    p.add_argument("--seed", type=int, help="RNG seed")
-    p.add_argument(
-        "--mixed-precision",
-        choices=["no", "bf16"],
-        help="frozen weights in bf16 (about 2× faster on CPUs with bf16)",
-    )
     p.add_argument("--config", metavar="FILE", help="YAML file of method settings")
     p.add_argument(
         "--set",
@@ -300,6 +269,9 @@ def add_parsers(sub, common) -> None:
     )
     add_device_options(p)
     add_face_options(p, policy_flag="--face-policy")
+    from .config_flags import add_config_flags
+
+    add_config_flags(p, {n: m.config_cls for n, m in registry.items()})  # last: see its doc
     p.set_defaults(func=cmd_personalize)
 
     g = sub.add_parser(
@@ -321,11 +293,7 @@ def add_parsers(sub, common) -> None:
     g.add_argument(
         "--adapter", metavar="DIR", help="encoder methods: the trained weights (`sameface train`)"
     )
-    g.add_argument(
-        "--id-scale",
-        type=float,
-        help="encoder methods: strength of the identity (PuLID default 0.8)",
-    )
+    _add_generate_options(g, registry)
     g.add_argument(
         "--recognizer",
         default="sface",

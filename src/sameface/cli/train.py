@@ -10,44 +10,40 @@ def cmd_train(args) -> int:
     from ..methods import get_method
     from ..models import load_base_model
     from ..training.distributed import distributed_context
-    from .methods import config_from_args
+    from .methods import method_config
 
     method = get_method(args.method)
-    if method.kind != "encoder" or method.train is None:
+    if not method.trains:
         raise SamefaceError(f"{method.name} trains per identity: use `sameface personalize`")
-    config = config_from_args(method.config_cls, args)
+    config = method_config(method, args)
+    extra = {"init_from": args.init_from} if args.init_from else {}
     ctx = distributed_context()
     device, dtype = process_device(args, ctx, training=True)
     base = load_base_model(args.base, device=device, dtype=dtype)
-    from ..models.clip_vision import ClipVision
-
-    vision = ClipVision.load(config.clip_vision, device=device)
     out = method.train(
-        args.data,
-        base,
-        config,
-        args.out,
-        vision=vision,
-        init_from=args.init_from,
-        resume=not args.no_resume,
-        context=ctx,
+        args.data, base, config, args.out, resume=not args.no_resume, context=ctx, **extra
     )
     if ctx.is_main:
-        print(f"{method.name} stage {config.stage}: weights in {out}")
+        stage = f" stage {config.stage}" if hasattr(config, "stage") else ""
+        print(f"{method.name}{stage}: weights in {out}")
     return 0
 
 
 def add_parsers(sub, common) -> None:
-    """Add `train` to the sub-command parser."""
+    """Add `train` to the sub-command parser: every registered method that has a trainer."""
+    from ..methods import available_methods, get_method
+    from .config_flags import add_config_flags
+
+    trainers = {n: get_method(n) for n in available_methods() if get_method(n).trains}
     p = sub.add_parser(
         "train",
         parents=[common],
-        help="train an encoder method (pulid) on a prepared dataset",
-        description="Train one stage of an encoder method on a dataset made by `sameface data prepare`. "
+        help=f"train an encoder method ({', '.join(trainers)}) on a prepared dataset",
+        description="Train an encoder method on a dataset made by `sameface data prepare`. "
         "Resumable (run the same command again); several processes with "
         "`accelerate launch --multi_gpu --num_processes N -m sameface.cli train ...`.",
     )
-    p.add_argument("method", choices=["pulid"], help="the method to train")
+    p.add_argument("method", choices=sorted(trainers), help="the method to train")
     p.add_argument("--config", metavar="FILE", help="YAML settings, e.g. configs/pulid/sd15.yaml")
     p.add_argument(
         "--data", required=True, metavar="DIR", help="prepared dataset (`sameface data prepare`)"
@@ -65,16 +61,10 @@ def add_parsers(sub, common) -> None:
         help="output folder (weights, checkpoints, train_log.jsonl)",
     )
     p.add_argument(
-        "--stage", type=int, choices=[1, 2, 3], help="1 diffusion, 2 + ID loss, 3 + alignment"
+        "--init-from",
+        metavar="DIR",
+        help="start from this trained folder (e.g. the previous stage)",
     )
-    p.add_argument(
-        "--init-from", metavar="DIR", help="start from this trained folder (the previous stage)"
-    )
-    p.add_argument("--steps", type=int, help="optimisation steps")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--seed", type=int, help="RNG seed")
-    p.add_argument("--resolution", type=int, help="training resolution (default: the base model's)")
-    p.add_argument("--mixed-precision", choices=["no", "bf16"], help="bf16 autocast")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set lambda_id=0.5"
     )
@@ -82,4 +72,5 @@ def add_parsers(sub, common) -> None:
         "--no-resume", action="store_true", help="ignore checkpoints in --out and start over"
     )
     add_device_options(p)
-    p.set_defaults(func=cmd_train, init=None, reparam_base=None, celeb_bank=None, adapter=None)
+    add_config_flags(p, {n: m.config_cls for n, m in trainers.items()})
+    p.set_defaults(func=cmd_train)

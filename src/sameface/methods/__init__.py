@@ -38,16 +38,10 @@ def get_method(name: str) -> MethodSpec:
 def world_recipes() -> dict[str, WorldRecipe]:
     """Registered methods that train parts in the proving-ground world -> their recipe.
 
-    Read from each method package's `world` module (`RECIPE`), which imports nothing heavy,
-    so the CLI can list them without loading torch.
+    Cheap: a method package builds its `METHOD` without torch, so the CLI can list these.
     """
-    import importlib.util
-
-    out = {}
-    for name, package in sorted(METHOD_PACKAGES.items()):
-        if importlib.util.find_spec(f"{package}.world") is not None:
-            out[name] = importlib.import_module(f"{package}.world").RECIPE
-    return out
+    recipes = {name: get_method(name).world for name in available_methods()}
+    return {name: r for name, r in recipes.items() if r is not None}
 
 
 def artifact_method(folder: str | os.PathLike) -> str | None:

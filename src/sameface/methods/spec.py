@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +21,48 @@ class MethodSpec:
         paper: the seed paper this implements.
         config_cls: dataclass of the method's settings.
         personalize: `(identity, base, config, out_dir, *, base_spec=None, bank=None,
-            resume=True, progress=True) -> Path` writes the method's artifact folder
+            resume=True, progress=True) -> Path` (or its "module:attr" path) writes the method's artifact folder
             (`artifact.json` names the method) for one identity.
         pipeline_cls: inference pipeline with `from_artifact(folder, base=None, ...)` and a
             diffusers-style `__call__`.
         train: dataset -> encoder weights, for encoder methods.
         world: how the method trains and runs in the proving-ground world, when it has parts
             to train there (`WorldRecipe`); None = it runs there as it is.
+        trained_meta: the JSON file of a trained weights folder (`train` output), holding at
+            least "base" and "family" (`sameface.methods.trained`); None when it trains none.
+        generate_options: extra pipeline call arguments `generate` offers, each documented by
+            a config field: {call argument: config field} (e.g. {"id_scale":
+            "inference_id_scale"}: the flag `--id-scale` takes that field's type and help).
     """
 
     name: str
     kind: str
     paper: str
     config_cls: type
-    personalize: Callable[..., Any]
-    pipeline_cls: type
-    train: Callable[..., Any] | None = None
+    personalize: Callable[..., Any] | str
+    pipeline_cls: type | str
+    train: Callable[..., Any] | str | None = None
     world: WorldRecipe | None = None
+    trained_meta: str | None = None
+    generate_options: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattribute__(self, name: str) -> Any:
+        # personalize / pipeline_cls / train may be given as "module:attr" and are imported on
+        # first use, so the registry (and the CLI built from it) loads no torch.
+        value = object.__getattribute__(self, name)
+        if name in _LAZY and isinstance(value, str):
+            module, _, attr = value.partition(":")
+            value = getattr(importlib.import_module(module), attr)
+            object.__setattr__(self, name, value)  # frozen dataclass: cache once, on purpose
+        return value
+
+    @property
+    def trains(self) -> bool:
+        """Whether the method has a `train` (dataset -> weights), without importing it."""
+        return object.__getattribute__(self, "train") is not None
+
+
+_LAZY = ("personalize", "pipeline_cls", "train")
 
 
 @dataclass(frozen=True)

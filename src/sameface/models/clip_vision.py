@@ -36,7 +36,7 @@ class ClipVision:
 
     Args:
         model: a `transformers.CLIPVisionModelWithProjection`.
-        name: the spec it was loaded from (recorded in PuLID folders).
+        name: the spec it was loaded from (recorded in trained folders).
         mean, std: per-channel normalisation (CLIP's by default).
     """
 
@@ -75,7 +75,7 @@ class ClipVision:
         return self
 
     def describe(self) -> dict:
-        """What PuLID folders record about the vision model."""
+        """What trained folders record about the vision model."""
         return {
             "name": self.name,
             "clip_dim": self.clip_dim,
@@ -217,7 +217,7 @@ def _load_model(spec: str, path: Path, dtype: torch.dtype) -> Any:
     if missing:
         raise ModelNotFoundError(
             f"{spec}: the checkpoint lacks {len(missing)} CLIP vision weight(s) (e.g. {missing[0]}); "
-            "PuLID needs the vision tower and its projection (CLIPVisionModelWithProjection or CLIPModel)"
+            "the face encoders need the vision tower and its projection (CLIPVisionModelWithProjection or CLIPModel)"
         )
     return model
 

@@ -1,8 +1,9 @@
 """PuLID: tuning-free ID customisation via contrastive alignment (seed 004_9d021940ababaf46;
 Guo et al. 2024).
 
-Importing this package is cheap (the CLI lists world recipes without torch): every name,
-`METHOD` included, loads on first use.
+Importing this package is cheap (the registry and the CLI read `METHOD` without torch): the
+model, pipeline and training code load on first use. Training: `METHOD.train`, i.e.
+`sameface.methods.pulid.train.train`.
 """
 
 from __future__ import annotations
@@ -11,28 +12,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ...errors import DependencyMissingError
-
-_EXPORTS = {
-    "ClipVision": "sameface.models.clip_vision",
-    "tiny_clip_vision": "sameface.models.clip_vision",
-    "PuLIDConfig": f"{__name__}.config",
-    "PuLIDModel": f"{__name__}.model",
-    "personalize": f"{__name__}.personalize",
-    "PuLIDPipeline": f"{__name__}.pipeline",
-}
-
-if TYPE_CHECKING:
-    from ...models.clip_vision import ClipVision, tiny_clip_vision
-    from ..spec import MethodSpec
-    from .config import PuLIDConfig
-    from .model import PuLIDModel
-    from .personalize import personalize
-    from .pipeline import PuLIDPipeline
-
-    METHOD: MethodSpec
+from ..spec import MethodSpec
+from .config import PuLIDConfig
+from .world import RECIPE
 
 
-def train(*args: Any, **kwargs: Any) -> Any:
+def _train(*args: Any, **kwargs: Any) -> Any:
     """Train PuLID's encoder and adapter on a face dataset (`sameface.methods.pulid.train.train`).
 
     Imported on first call, so the registry and `personalize` / `generate` work without it.
@@ -49,34 +34,41 @@ def train(*args: Any, **kwargs: Any) -> Any:
     return module.train(*args, **kwargs)
 
 
-def _method() -> Any:
-    from ..spec import MethodSpec
-    from .config import PuLIDConfig
-    from .personalize import personalize
-    from .pipeline import PuLIDPipeline
-    from .world import RECIPE
+METHOD = MethodSpec(
+    name="pulid",
+    kind="encoder",
+    paper="Guo et al. 2024, PuLID: Pure and Lightning ID Customization via Contrastive Alignment",
+    config_cls=PuLIDConfig,
+    personalize=f"{__name__}.encode:personalize",
+    pipeline_cls=f"{__name__}.pipeline:PuLIDPipeline",
+    train=_train,
+    world=RECIPE,
+    trained_meta="pulid.json",
+    generate_options={"id_scale": "inference_id_scale"},
+)
 
-    # Importing the submodule `personalize` bound the package attribute to the module.
-    globals()["personalize"] = personalize
-    return MethodSpec(
-        name="pulid",
-        kind="encoder",
-        paper="Guo et al. 2024, PuLID: Pure and Lightning ID Customization via Contrastive Alignment",
-        config_cls=PuLIDConfig,
-        personalize=personalize,
-        pipeline_cls=PuLIDPipeline,
-        train=train,
-        world=RECIPE,
-    )
+_EXPORTS = {
+    "ClipVision": "sameface.models.clip_vision",
+    "tiny_clip_vision": "sameface.models.clip_vision",
+    "PuLIDModel": f"{__name__}.model",
+    "PuLIDPipeline": f"{__name__}.pipeline",
+}
+
+if TYPE_CHECKING:
+    from ...models.clip_vision import ClipVision, tiny_clip_vision
+    from .model import PuLIDModel
+    from .pipeline import PuLIDPipeline
+
+
+def personalize(*args: Any, **kwargs: Any) -> Any:
+    """Encode an identity with a trained PuLID model (`sameface.methods.pulid.encode`)."""
+    return METHOD.personalize(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "METHOD":
-        value = _method()
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    else:
+    if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value  # cache: later lookups skip __getattr__
     return value
 
@@ -89,5 +81,4 @@ __all__ = [
     "PuLIDPipeline",
     "personalize",
     "tiny_clip_vision",
-    "train",
 ]

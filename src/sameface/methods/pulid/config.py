@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-from ...adapters.id_encoder import ENCODER_KINDS, MULTI_PHOTO, IDEncoderSettings
+from ...adapters.id_encoder_config import ENCODER_KINDS, MULTI_PHOTO, IDEncoderSettings
 from ...faces.id_loss import RECOGNIZER_DIMS
 
 FAST_SAMPLERS = ("lcm", "turbo", "ddim")

@@ -41,7 +41,6 @@ __all__ = [
     "META_FILE",
     "PuLIDModel",
     "read_meta",
-    "recorded_path",
 ]
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -294,7 +293,7 @@ class PuLIDModel(nn.Module):
     def cross_attention_kwargs(
         self, tokens: torch.Tensor | None, id_scale: float | None = None, attn_record: Any = None
     ) -> dict:
-        """The UNet's `cross_attention_kwargs` for these ID tokens (see `IDAttnProcessor`)."""
+        """The UNet's `cross_attention_kwargs` for these ID tokens (see `sameface.adapters.IDAttention`)."""
         kwargs: dict = {"id_tokens": tokens, "id_scale": id_scale}
         if attn_record is not None:
             kwargs["attn_record"] = attn_record
@@ -510,15 +509,6 @@ def read_meta(folder: str | os.PathLike) -> dict:
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise ArtifactError(f"{path}: format {meta['format_version']} is newer; upgrade sameface")
     return meta
-
-
-def recorded_path(folder: str | os.PathLike, spec: str) -> str:
-    """A model path `pulid.json` records: "./…" and "../…" are relative to the PuLID folder
-    (so a folder shipped inside another, e.g. a world's `pulid/` next to its `clip/`, can
-    move); anything else (absolute path, hub id, "tiny-random") as it is."""
-    if spec.startswith(("./", "../")):
-        return str((Path(folder) / spec).resolve())
-    return spec
 
 
 def _check_shapes(

@@ -43,7 +43,7 @@ def train(
     config: PuLIDConfig | None = None,
     out_dir: str | Path = "pulid",
     *,
-    vision: Any,
+    vision: Any = None,
     init_from: str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
@@ -56,7 +56,7 @@ def train(
         base: the `BaseModel` (frozen; the adapter is installed on its UNet and removed at the end).
         config: settings, `config.stage` included.
         out_dir: output folder; checkpoints go to `out_dir/checkpoints`.
-        vision: the frozen `ClipVision` of the ID encoder.
+        vision: the frozen `ClipVision` of the ID encoder; default loads `config.clip_vision`.
         init_from: a PuLID folder to start from (the previous stage's output).
         resume: continue from the newest checkpoint in `out_dir`.
         progress: show a progress bar (main process only).
@@ -74,6 +74,10 @@ def train(
             "base model (a Lightning / Turbo / merged LCM checkpoint) as the base and set fast_sampler"
         )
     ctx = context or distributed_context()
+    if vision is None:
+        from ...models.clip_vision import ClipVision
+
+        vision = ClipVision.load(cfg.clip_vision, device=base.device)
     data = FaceDataset(data_dir)
     _check_data_recognizer(data_dir, cfg)
     out = Path(out_dir)

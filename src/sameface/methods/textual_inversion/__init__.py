@@ -1,53 +1,38 @@
 """Modified textual inversion for faces (seed 001_908721e677f5a139; Livshits 2023).
 
-Importing this package is cheap: every name, `METHOD` included, loads on first use.
+Importing this package is cheap (the registry and the CLI read `METHOD` without torch): the
+training and pipeline code load on first use.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-_EXPORTS = {
-    "TextualInversionConfig": f"{__name__}.config",
-    "TextualInversionPipeline": f"{__name__}.pipeline",
-    "personalize": f"{__name__}.train",
-}
+from ..spec import MethodSpec
+from .config import TextualInversionConfig
+
+METHOD = MethodSpec(
+    name="textual-inversion",
+    kind="optimisation",
+    paper="Livshits 2023, Personalized generation of facial images using modified textual inversion",
+    config_cls=TextualInversionConfig,
+    personalize=f"{__name__}.train:personalize",
+    pipeline_cls=f"{__name__}.pipeline:TextualInversionPipeline",
+)
 
 if TYPE_CHECKING:
-    from ..spec import MethodSpec
-    from .config import TextualInversionConfig
     from .pipeline import TextualInversionPipeline
-    from .train import personalize
-
-    METHOD: MethodSpec
 
 
-def _method() -> Any:
-    from ..spec import MethodSpec
-    from .config import TextualInversionConfig
-    from .pipeline import TextualInversionPipeline
-    from .train import personalize
-
-    return MethodSpec(
-        name="textual-inversion",
-        kind="optimisation",
-        paper="Livshits 2023, Personalized generation of facial images using modified textual inversion",
-        config_cls=TextualInversionConfig,
-        personalize=personalize,
-        pipeline_cls=TextualInversionPipeline,
-    )
+def personalize(*args: Any, **kwargs: Any) -> Any:
+    """Learn an identity's vectors (`sameface.methods.textual_inversion.train.personalize`)."""
+    return METHOD.personalize(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "METHOD":
-        value = _method()
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # cache: later lookups skip __getattr__
-    return value
+    if name == "TextualInversionPipeline":
+        return METHOD.pipeline_cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["METHOD", "TextualInversionConfig", "TextualInversionPipeline", "personalize"]

@@ -15,9 +15,10 @@ from ... import __version__
 from ...errors import SamefaceError
 from ...identity import check_destination
 from ...models.clip_vision import ClipVision
+from ..trained import recorded_path
 from .artifact import TOKENS_FILE, save_tokens
 from .config import UNTRAINED, PuLIDConfig
-from .model import PuLIDModel, read_meta, recorded_path
+from .model import PuLIDModel, read_meta
 
 UNTRAINED_DIR = "untrained-pulid"
 
