@@ -22,6 +22,7 @@ import torch
 
 from ...adapters.id_attention import IDAdapter
 from ...errors import ArtifactError
+from ..pipeline_base import MethodPipeline, cfg_batch
 from ..spec import GenerationOutput, artifact_base
 from .artifact import load_tokens
 from .model import ADAPTER_FILE, read_meta
@@ -29,7 +30,7 @@ from .model import ADAPTER_FILE, read_meta
 DEFAULT_SUBJECT = "a person"
 
 
-class PuLIDPipeline:
+class PuLIDPipeline(MethodPipeline):
     """Inference with a PuLID artifact on its base model.
 
     Installs the trained ID adapter in the base UNet (weights untouched; `close()` or leaving
@@ -115,10 +116,6 @@ class PuLIDPipeline:
         )
         return cls(base, cond, uncond, meta["adapter"], meta)
 
-    def _do_cfg(self, guidance_scale: float) -> bool:
-        # diffusers' rule: CFG when the scale is > 1, except for guidance-distilled UNets.
-        return guidance_scale > 1 and self.base.unet.config.get("time_cond_proj_dim") is None
-
     def text(self, prompt: str) -> str:
         """The prompt as the text encoder reads it: the placeholder becomes the subject."""
         return prompt.replace(self.placeholder, self.subject)
@@ -151,57 +148,29 @@ class PuLIDPipeline:
             id_scale: weight of the ID attention; default the artifact's (PuLID's demo: 0.8);
                 0 gives the base model's images exactly.
         """
-        if num_inference_steps < 1 or num_images_per_prompt < 1:
-            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
-        for side in (height, width):
-            if side is not None and (side < 8 or side % 8):
-                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
         scale = self.id_scale if id_scale is None else float(id_scale)
         if not scale >= 0:
             raise ValueError(f"id_scale must be >= 0, got {id_scale}")
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        negative = negative_prompt
-        if negative is not None:
-            # diffusers wants the negative prompt as the same type as the prompt (a list here).
-            negative = [negative] * len(prompts) if isinstance(negative, str) else list(negative)
-            if len(negative) != len(prompts):
-                raise ValueError(
-                    f"{len(negative)} negative prompts for {len(prompts)} prompts; give one per prompt"
-                )
-            negative = [self.text(n) for n in negative]
-        if guidance_scale is None:
-            guidance_scale = 5.0 if self.base.is_sdxl else 7.5
-        n = len(prompts) * num_images_per_prompt
-        cond = self.cond.expand(n, -1, -1)
-        tokens = (
-            torch.cat([self.uncond.expand(n, -1, -1), cond])
-            if self._do_cfg(guidance_scale)
-            else cond
-        )
-        size = self.base.resolution
-        out = self.pipe(
-            prompt=[self.text(p) for p in prompts],
-            negative_prompt=negative,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            generator=generator,
-            num_images_per_prompt=num_images_per_prompt,
-            height=height or size,
-            width=width or size,
-            output_type=output_type,
-            cross_attention_kwargs={"id_tokens": tokens, "id_scale": scale},
-        )
-        return GenerationOutput(
-            images=list(out.images),
-            prompts=[p for p in prompts for _ in range(num_images_per_prompt)],
+
+        def id_kwargs(n: int, guidance: float) -> dict:
+            # The ID tokens follow diffusers' CFG batch order (unconditional half first).
+            cond = self.cond.expand(n, -1, -1)
+            tokens = cfg_batch(self.uncond.expand(n, -1, -1), cond, self.do_cfg(guidance))
+            return {"cross_attention_kwargs": {"id_tokens": tokens, "id_scale": scale}}
+
+        return self.generate(
+            prompt,
+            negative_prompt,
+            num_inference_steps,
+            guidance_scale,
+            generator,
+            num_images_per_prompt,
+            height,
+            width,
+            output_type,
+            extra=id_kwargs,
         )
 
     def close(self) -> None:
         """Remove the ID adapter: the base UNet's original attention processors are back."""
         self.adapter.remove()
-
-    def __enter__(self) -> PuLIDPipeline:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

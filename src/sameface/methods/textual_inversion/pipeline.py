@@ -6,11 +6,12 @@ import os
 from typing import Any
 
 from ...adapters.tokens import EncoderTokens
+from ..pipeline_base import MethodPipeline
 from ..spec import GenerationOutput, artifact_base
 from .artifact import load_embeddings
 
 
-class TextualInversionPipeline:
+class TextualInversionPipeline(MethodPipeline):
     """Inference with a textual-inversion artifact on its base model.
 
     The base model's weights are not modified: the pipeline uses copies of the tokenizers
@@ -106,46 +107,28 @@ class TextualInversionPipeline:
             output_type: "pil" or "np".
 
         Raises:
-            ValueError: a prompt does not contain the placeholder.
+            ValueError: a prompt does not contain the placeholder, or bad sizes / counts.
         """
-        if num_inference_steps < 1 or num_images_per_prompt < 1:
-            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
-        for side in (height, width):
-            if side is not None and (side < 8 or side % 8):
-                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        return self.generate(
+            prompt,
+            negative_prompt,
+            num_inference_steps,
+            guidance_scale,
+            generator,
+            num_images_per_prompt,
+            height,
+            width,
+            output_type,
+        )
+
+    def check_prompts(self, prompts: list[str]) -> None:
+        """Every prompt must name the person with the placeholder (ValueError otherwise)."""
         missing = [p for p in prompts if self.placeholder not in p]
         if missing:
             raise ValueError(
                 f"prompt {missing[0]!r} does not name the person: write {self.placeholder} where they go"
             )
-        size = self.base.resolution
-        out = self.pipe(
-            prompt=prompts,
-            negative_prompt=[negative_prompt] * len(prompts)
-            if isinstance(negative_prompt, str)
-            else negative_prompt,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale
-            if guidance_scale is not None
-            else (5.0 if self.base.is_sdxl else 7.5),
-            generator=generator,
-            num_images_per_prompt=num_images_per_prompt,
-            height=height or size,
-            width=width or size,
-            output_type=output_type,
-        )
-        images = list(out.images)
-        return GenerationOutput(
-            images=images, prompts=[p for p in prompts for _ in range(num_images_per_prompt)]
-        )
 
     def close(self) -> None:
         """Remove the hooks from the base model's text encoders."""
         self._tokens.remove()
-
-    def __enter__(self) -> TextualInversionPipeline:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
