@@ -74,12 +74,12 @@ def train(
             "base model (a Lightning / Turbo / merged LCM checkpoint) as the base and set fast_sampler"
         )
     ctx = context or distributed_context()
+    data = FaceDataset(data_dir)
+    _check_data_recognizer(data_dir, cfg)
     if vision is None:
         from ...models.clip_vision import ClipVision
 
         vision = ClipVision.load(cfg.clip_vision, device=base.device)
-    data = FaceDataset(data_dir)
-    _check_data_recognizer(data_dir, cfg)
     out = Path(out_dir)
     # Each process draws its own batches from its own stream; all restart identically.
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.process_index)
