@@ -202,6 +202,57 @@ def _first_images(run: RunData, identity: str) -> dict[tuple[str, int], dict]:
     return best
 
 
+_INK, _GREY, _RED = (20, 20, 20), (110, 110, 110), (175, 30, 30)
+
+
+def _placeholder(draw, xy: tuple[int, int], cell: int, text: str, font) -> None:
+    """A grey cell with `text` centred, where an image is absent or unreadable."""
+    x, y = xy
+    draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(236, 236, 236))
+    w = draw.textlength(text, font=font)
+    draw.text((x + (cell - w) / 2, y + cell / 2 - 6), text, fill=_GREY, font=font)
+
+
+def _draw_reference_cell(
+    canvas, draw, run: RunData, ref_paths: Sequence[str], r: int, xy, cell: int, font
+) -> None:
+    """Reference crop `r` (the crops run down the first column), captioned `ref r/n`."""
+    x, y = xy
+    im = _load_cell(run.run_dir / ref_paths[r], cell)
+    if im is None:
+        _placeholder(draw, xy, cell, "unreadable", font)
+        return
+    canvas.paste(im, (x, y))
+    draw.text((x + 2, y + cell + 2), f"ref {r + 1}/{len(ref_paths)}", fill=_GREY, font=font)
+
+
+def _draw_image_cell(canvas, draw, run: RunData, rec: dict, xy, cell: int, font) -> None:
+    """One generated image captioned with its face similarity (or "no face") and CLIP-T."""
+    x, y = xy
+    im = _load_cell(run.run_dir / str(rec.get("image", "")), cell)
+    if im is None:
+        _placeholder(draw, xy, cell, "missing file", font)
+    else:
+        canvas.paste(im, (x, y))
+    fs, ct = rec.get("face_similarity"), rec.get("clip_t")
+    t = f"T {ct:.2f}" if _finite(ct) else "T —"
+    if rec.get("face_detected") is False:
+        draw.text((x + 2, y + cell + 2), "no face", fill=_RED, font=font)
+        draw.text((x + 52, y + cell + 2), t, fill=_GREY, font=font)
+    else:
+        idt = f"ID {fs:.2f}" if _finite(fs) else "ID —"
+        draw.text((x + 2, y + cell + 2), f"{idt}   {t}", fill=_GREY, font=font)
+
+
+def _grid_headers(run: RunData, self_sim: Any, probe, font, cell: int) -> list[list[str]]:
+    """Column headers, as lines: the reference column (with its self-similarity), then one
+    wrapped `p<index>: <prompt>` per prompt."""
+    headers = [["reference", f"self-sim {self_sim:.2f}" if _finite(self_sim) else ""]]
+    for idx, prompt in run.prompts:
+        headers.append(_wrap(probe, f"p{idx}: {prompt}", font, cell - 4, 4))
+    return headers
+
+
 def _draw_grid(run: RunData, identity: str, cell: int) -> bytes:
     from PIL import Image, ImageDraw
 
@@ -213,10 +264,7 @@ def _draw_grid(run: RunData, identity: str, cell: int) -> bytes:
 
     ref = run.references.get(identity, {})
     ref_paths = [p for p in ref.get("images") or [] if isinstance(p, str)]
-    self_sim = ref.get("self_similarity")
-    headers = [["reference", f"self-sim {self_sim:.2f}" if _finite(self_sim) else ""]]
-    for idx, prompt in run.prompts:
-        headers.append(_wrap(probe, f"p{idx}: {prompt}", small, cell - 4, 4))
+    headers = _grid_headers(run, ref.get("self_similarity"), probe, small, cell)
     header_h = line_h * max(len(h) for h in headers) + 6
     title_h = 22
 
@@ -226,20 +274,14 @@ def _draw_grid(run: RunData, identity: str, cell: int) -> bytes:
     height = pad * 2 + title_h + header_h + rows * (row_h + gap)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    ink, grey, red = (20, 20, 20), (110, 110, 110), (175, 30, 30)
     draw.text(
-        (pad, pad), f"{identity}: reference | first seed per prompt", fill=ink, font=_font(14)
+        (pad, pad), f"{identity}: reference | first seed per prompt", fill=_INK, font=_font(14)
     )
 
     x0, y0 = pad + label_w, pad + title_h
     for c, lines in enumerate(headers):
         for k, text in enumerate(lines):
-            draw.text((x0 + c * (cell + gap) + 2, y0 + k * line_h), text, fill=ink, font=small)
-
-    def placeholder(x: int, y: int, text: str) -> None:
-        draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(236, 236, 236))
-        w = draw.textlength(text, font=small)
-        draw.text((x + (cell - w) / 2, y + cell / 2 - 6), text, fill=grey, font=small)
+            draw.text((x0 + c * (cell + gap) + 2, y0 + k * line_h), text, fill=_INK, font=small)
 
     first = _first_images(run, identity)
     top = y0 + header_h
@@ -249,39 +291,19 @@ def _draw_grid(run: RunData, identity: str, cell: int) -> bytes:
         if method in BASELINE_LABELS:
             label += _wrap(probe, f"({BASELINE_LABELS[method]})", small, label_w - 10, 2)
         for k, text in enumerate(label):
-            draw.text((pad, y + cell / 2 - 8 * len(label) + k * line_h), text, fill=ink, font=font)
+            draw.text((pad, y + cell / 2 - 8 * len(label) + k * line_h), text, fill=_INK, font=font)
         # reference column: the crops stacked down the rows
-        x = x0
         if r < len(ref_paths):
-            im = _load_cell(run.run_dir / ref_paths[r], cell)
-            if im is None:
-                placeholder(x, y, "unreadable")
-            else:
-                canvas.paste(im, (x, y))
-                draw.text(
-                    (x + 2, y + cell + 2), f"ref {r + 1}/{len(ref_paths)}", fill=grey, font=small
-                )
+            _draw_reference_cell(canvas, draw, run, ref_paths, r, (x0, y), cell, small)
         elif r == 0:
-            placeholder(x, y, "no reference")
+            _placeholder(draw, (x0, y), cell, "no reference", small)
         for c, (idx, _prompt) in enumerate(run.prompts, start=1):
-            x = x0 + c * (cell + gap)
+            xy = (x0 + c * (cell + gap), y)
             rec = first.get((method, idx))
             if rec is None:
-                placeholder(x, y, "no image")
-                continue
-            im = _load_cell(run.run_dir / str(rec.get("image", "")), cell)
-            if im is None:
-                placeholder(x, y, "missing file")
+                _placeholder(draw, xy, cell, "no image", small)
             else:
-                canvas.paste(im, (x, y))
-            fs, ct = rec.get("face_similarity"), rec.get("clip_t")
-            t = f"T {ct:.2f}" if _finite(ct) else "T —"
-            if rec.get("face_detected") is False:
-                draw.text((x + 2, y + cell + 2), "no face", fill=red, font=small)
-                draw.text((x + 52, y + cell + 2), t, fill=grey, font=small)
-            else:
-                idt = f"ID {fs:.2f}" if _finite(fs) else "ID —"
-                draw.text((x + 2, y + cell + 2), f"{idt}   {t}", fill=grey, font=small)
+                _draw_image_cell(canvas, draw, run, rec, xy, cell, small)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

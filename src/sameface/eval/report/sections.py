@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..stats import Summary, paired_gain, summarise
 from .document import _N, _Bullets, _Code, _Heading, _Image, _Para, _Table
@@ -23,20 +24,21 @@ from .run import BASELINE, BASELINE_LABELS, RunData
 # ---- report content -----------------------------------------------------------------
 
 
-def _protocol_blocks(run: RunData) -> list:
-    meta = run.meta
-    evaluator = meta.get("evaluator") if isinstance(meta.get("evaluator"), Mapping) else {}
-    recognizer = evaluator.get("recognizer")
+def _method_settings(protocol: Mapping) -> dict[str, dict]:
+    """Per-method settings from the protocol's `methods` and `method_settings` maps, merged."""
+    settings: dict[str, dict] = {}
+    for source in (protocol.get("methods"), protocol.get("method_settings")):
+        if isinstance(source, Mapping):
+            for m, conf in source.items():
+                if isinstance(conf, Mapping) and conf:
+                    settings.setdefault(str(m), {}).update(conf)
+    return settings
+
+
+def _protocol_setting_rows(protocol: Mapping) -> list[list]:
+    """Rows for the suite's protocol settings: the known ones labelled, other scalars by
+    key, then one row of settings per method."""
     rows: list[list] = []
-    suite = meta.get("suite")
-    suite_cell: list = [str(suite) if suite else _DASH]
-    if meta.get("suite_file"):
-        suite_cell += [" (", _Code(str(meta["suite_file"])), ")"]
-    rows.append(["suite", suite_cell])
-    rows.append(["base model", _Code(str(meta["base"])) if meta.get("base") else _DASH])
-    rows.append(["face-similarity evaluator (recogniser)", _fmt_model(recognizer)])
-    rows.append(["CLIP evaluator (CLIP-T, CLIP-I, face CLIP-I)", _fmt_model(evaluator.get("clip"))])
-    protocol = meta.get("protocol") if isinstance(meta.get("protocol"), Mapping) else {}
     # (key, label, shown when the value is None). Suite lists (identities, prompts) are
     # shown from the records; per-method settings get a row each.
     known = (
@@ -59,29 +61,16 @@ def _protocol_blocks(run: RunData) -> list:
             continue
         if isinstance(value, (str, int, float, bool)) or value is None:
             rows.append([key.replace("_", " "), _fmt_scalar(value)])
-    settings: dict[str, dict] = {}
-    for source in (protocol.get("methods"), protocol.get("method_settings")):
-        if isinstance(source, Mapping):
-            for m, conf in source.items():
-                if isinstance(conf, Mapping) and conf:
-                    settings.setdefault(str(m), {}).update(conf)
-    for m, conf in settings.items():
+    for m, conf in _method_settings(protocol).items():
         rows.append([f"settings: {m}", _fmt_scalar(conf)])
-    rows.append(["identities", f"{len(run.identities)}: {', '.join(run.identities)}"])
-    rows.append(["prompts", str(len(run.prompts))])
-    rows.append(["images", str(len(run.images))])
-    if meta.get("created"):
-        rows.append(["created", str(meta["created"])])
-    if meta.get("sameface_version"):
-        rows.append(["sameface version", str(meta["sameface_version"])])
-    blocks: list = [_Heading(2, "Protocol")]
-    description = meta.get("description") or protocol.get("description")
-    if isinstance(description, str) and description.strip():
-        blocks.append(_Para([description.strip()]))
-    blocks.append(_Table(["setting", "value"], rows, numeric_from=99))
+    return rows
 
+
+def _recogniser_blocks(run: RunData, recognizer: Any) -> list:
+    """Which face recogniser each method is conditioned on, next to the evaluator's,
+    flagging a method graded by the recogniser it was coached by."""
     eval_name = _model_name(recognizer)
-    cond = meta.get("conditioning_recognizers")
+    cond = run.meta.get("conditioning_recognizers")
     cond = cond if isinstance(cond, Mapping) else {}
     crow: list[list] = []
     for m in run.methods:
@@ -98,7 +87,7 @@ def _protocol_blocks(run: RunData) -> list:
         if cname and eval_name and cname.lower() == eval_name.lower():
             warn = "⚠ same recogniser conditions and evaluates: face similarity likely inflated"
         crow.append([m, used, _fmt_model(recognizer), warn])
-    blocks += [
+    return [
         _Heading(3, "Face recognisers per method"),
         _Para(
             [
@@ -113,6 +102,36 @@ def _protocol_blocks(run: RunData) -> list:
             numeric_from=99,
         ),
     ]
+
+
+def _protocol_blocks(run: RunData) -> list:
+    meta = run.meta
+    evaluator = meta.get("evaluator") if isinstance(meta.get("evaluator"), Mapping) else {}
+    recognizer = evaluator.get("recognizer")
+    rows: list[list] = []
+    suite = meta.get("suite")
+    suite_cell: list = [str(suite) if suite else _DASH]
+    if meta.get("suite_file"):
+        suite_cell += [" (", _Code(str(meta["suite_file"])), ")"]
+    rows.append(["suite", suite_cell])
+    rows.append(["base model", _Code(str(meta["base"])) if meta.get("base") else _DASH])
+    rows.append(["face-similarity evaluator (recogniser)", _fmt_model(recognizer)])
+    rows.append(["CLIP evaluator (CLIP-T, CLIP-I, face CLIP-I)", _fmt_model(evaluator.get("clip"))])
+    protocol = meta.get("protocol") if isinstance(meta.get("protocol"), Mapping) else {}
+    rows += _protocol_setting_rows(protocol)
+    rows.append(["identities", f"{len(run.identities)}: {', '.join(run.identities)}"])
+    rows.append(["prompts", str(len(run.prompts))])
+    rows.append(["images", str(len(run.images))])
+    if meta.get("created"):
+        rows.append(["created", str(meta["created"])])
+    if meta.get("sameface_version"):
+        rows.append(["sameface version", str(meta["sameface_version"])])
+    blocks: list = [_Heading(2, "Protocol")]
+    description = meta.get("description") or protocol.get("description")
+    if isinstance(description, str) and description.strip():
+        blocks.append(_Para([description.strip()]))
+    blocks.append(_Table(["setting", "value"], rows, numeric_from=99))
+    blocks += _recogniser_blocks(run, recognizer)
     return blocks
 
 
