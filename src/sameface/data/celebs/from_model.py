@@ -144,6 +144,81 @@ def _settings_diff(a: dict, b: dict) -> list[str]:
     ]
 
 
+def _check_build_args(
+    images_per_name: int, num_inference_steps: int, min_faces: int, prompt_template: str
+) -> None:
+    if images_per_name < 1 or num_inference_steps < 1:
+        raise ValueError("images_per_name and num_inference_steps must be at least 1")
+    if not 1 <= min_faces <= images_per_name:
+        raise ValueError(
+            f"min_faces must be between 1 and images_per_name ({images_per_name}), got {min_faces}"
+        )
+    if "{name}" not in prompt_template:
+        raise ValueError(f"prompt_template must contain '{{name}}': {prompt_template!r}")
+
+
+def _resolve_shard(
+    process_index: int | None, num_processes: int | None, wait_fn: Callable[[], None] | None
+) -> tuple[int, int, Callable[[], None] | None]:
+    """(process index, number of processes, wait function): as given, or from
+    `distributed_context()` when neither the index nor the count is given."""
+    if process_index is None and num_processes is None:
+        process_index, num_processes, wait_fn, _ = distributed_context()
+    process_index = int(process_index or 0)
+    num_processes = int(num_processes or 1)
+    if not 0 <= process_index < num_processes:
+        raise ValueError(
+            f"process_index {process_index} out of range for {num_processes} processes"
+        )
+    return process_index, num_processes, wait_fn
+
+
+def _check_resumable(parts_dir: Path, done: dict[str, dict], settings: dict) -> None:
+    """Refuse to resume over records made with other settings."""
+    for rec_done in done.values():
+        diff = _settings_diff(rec_done.get("settings", {}), _json_safe(settings))
+        if diff:
+            raise ArtifactError(
+                f"{parts_dir}: holds records made with other settings ({'; '.join(diff)}); "
+                "use another output folder or the same settings"
+            )
+
+
+def _check_same_settings(parts_dir: Path, records: Sequence[dict]) -> None:
+    """Refuse to merge records made with different settings into one bank."""
+    settings = records[0].get("settings", {})
+    for r in records[1:]:
+        diff = _settings_diff(r.get("settings", {}), settings)
+        if diff:
+            raise ArtifactError(
+                f"{parts_dir}: records were made with different settings ({'; '.join(diff)})"
+            )
+
+
+def _save_name_images(out_dir: Path, name: str, images: Sequence[Any]) -> None:
+    """Keep one name's generated images under `out_dir/images/` for inspection."""
+    from ...imageio import save_image_atomic
+
+    for i, img in enumerate(images):
+        save_image_atomic(np.asarray(img), out_dir / IMAGES_DIR / _part_stem(name) / f"{i:02d}.jpg")
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="celebrities", unit="name", disable=None)
+
+
+def _shards_pending(
+    parts_dir: Path, names: Sequence[str], wait_fn: Callable[[], None] | None, num_processes: int
+) -> bool:
+    """Whether explicit shards that nobody waits for still have names without a record."""
+    if wait_fn is not None or num_processes <= 1:
+        return False
+    have = _read_parts(parts_dir)
+    return any(n not in have for n in names)
+
+
 def build_bank_from_model(
     base_model: Any,
     analyzer: Any,
@@ -213,25 +288,11 @@ def build_bank_from_model(
         ArtifactError: `out_dir` holds records made with other settings, or (after waiting
             for every process) some names have no record.
     """
-    if images_per_name < 1 or num_inference_steps < 1:
-        raise ValueError("images_per_name and num_inference_steps must be at least 1")
-    if not 1 <= min_faces <= images_per_name:
-        raise ValueError(
-            f"min_faces must be between 1 and images_per_name ({images_per_name}), got {min_faces}"
-        )
-    if "{name}" not in prompt_template:
-        raise ValueError(f"prompt_template must contain '{{name}}': {prompt_template!r}")
+    _check_build_args(images_per_name, num_inference_steps, min_faces, prompt_template)
     names = parse_names(names)
     if not names:
         raise ValueError("no celebrity names given")
-    if process_index is None and num_processes is None:
-        process_index, num_processes, wait_fn, _ = distributed_context()
-    process_index = int(process_index or 0)
-    num_processes = int(num_processes or 1)
-    if not 0 <= process_index < num_processes:
-        raise ValueError(
-            f"process_index {process_index} out of range for {num_processes} processes"
-        )
+    process_index, num_processes, wait_fn = _resolve_shard(process_index, num_processes, wait_fn)
     is_main = process_index == 0
 
     out_dir = Path(out_dir)
@@ -259,21 +320,11 @@ def build_bank_from_model(
     }
     tok_info = _tokenizer_info(tokenizer)
     done = _read_parts(parts_dir)
-    for rec_done in done.values():
-        diff = _settings_diff(rec_done.get("settings", {}), _json_safe(settings))
-        if diff:
-            raise ArtifactError(
-                f"{parts_dir}: holds records made with other settings ({'; '.join(diff)}); "
-                "use another output folder or the same settings"
-            )
+    _check_resumable(parts_dir, done, settings)
     mine = [n for i, n in enumerate(names) if i % num_processes == process_index and n not in done]
 
     pipe = None
-    bar = None
-    if progress and is_main and mine:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(mine), desc="celebrities", unit="name", disable=None)
+    bar = _progress_bar(len(mine)) if progress and is_main and mine else None
     try:
         for name in mine:
             if pipe is None:  # built lazily: a fully resumed run never touches the model
@@ -292,12 +343,7 @@ def build_bank_from_model(
             )
             face_embs, errors = _embed_faces(analyzer, images, name)
             if save_images:
-                from ...imageio import save_image_atomic
-
-                for i, img in enumerate(images):
-                    save_image_atomic(
-                        np.asarray(img), out_dir / IMAGES_DIR / _part_stem(name) / f"{i:02d}.jpg"
-                    )
+                _save_name_images(out_dir, name, images)
             _, consistency, n = _summarise_faces(face_embs, int(rec.dim))
             _write_part(
                 parts_dir,
@@ -326,12 +372,8 @@ def build_bank_from_model(
 
     if wait_fn is not None:
         wait_fn()
-    if not is_main:
-        return None
-    if wait_fn is None and num_processes > 1:
-        have = _read_parts(parts_dir)
-        if any(n not in have for n in names):
-            return None  # other shards still running: `consolidate_bank` when they finish
+    if not is_main or _shards_pending(parts_dir, names, wait_fn, num_processes):
+        return None  # other shards still running: `consolidate_bank` when they finish
     return consolidate_bank(
         out_dir,
         names,
@@ -388,12 +430,7 @@ def consolidate_bank(
         )
     records = [parts[n] for n in wanted]
     settings = records[0].get("settings", {})
-    for r in records[1:]:
-        diff = _settings_diff(r.get("settings", {}), settings)
-        if diff:
-            raise ArtifactError(
-                f"{parts_dir}: records were made with different settings ({'; '.join(diff)})"
-            )
+    _check_same_settings(parts_dir, records)
     recognizer = dict(settings.get("recognizer", {}))
     dim = int(recognizer.get("dim") or 0)
     if threshold is None:

@@ -23,6 +23,24 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 # ---- building from photos -----------------------------------------------------------------
 
 
+def _person_folders(root: Path) -> tuple[dict[str, tuple[str, list[Path]]], list[str]]:
+    """People found in `root`'s sub-folders, by case-folded name: (name, image files); and
+    the names of plain files found beside the folders (ignored)."""
+    people: dict[str, tuple[str, list[Path]]] = {}
+    ignored = []
+    for d in sorted(root.iterdir()):
+        if d.name.startswith("."):
+            continue
+        if not d.is_dir():
+            ignored.append(d.name)
+            continue
+        name = _normalise_name(d.name.replace("_", " "))
+        files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        # "Barack_Obama" and "barack obama" are one person: merge their photos.
+        people.setdefault(name.casefold(), (name, []))[1].extend(files)
+    return people, ignored
+
+
 def build_bank_from_photos(
     photos_dir: str | os.PathLike,
     analyzer: Any,
@@ -57,18 +75,7 @@ def build_bank_from_photos(
     root = Path(photos_dir)
     if not root.is_dir():
         raise SamefaceError(f"{root}: not a folder (expected one sub-folder of photos per person)")
-    people: dict[str, tuple[str, list[Path]]] = {}
-    ignored = []
-    for d in sorted(root.iterdir()):
-        if d.name.startswith("."):
-            continue
-        if not d.is_dir():
-            ignored.append(d.name)
-            continue
-        name = _normalise_name(d.name.replace("_", " "))
-        files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        # "Barack_Obama" and "barack obama" are one person: merge their photos.
-        people.setdefault(name.casefold(), (name, []))[1].extend(files)
+    people, ignored = _person_folders(root)
     if not people:
         raise SamefaceError(
             f"{root}: no person folders (expected one sub-folder of photos per person)"
