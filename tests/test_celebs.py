@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sameface.data import celebs
 from sameface.data.celebs import (
     PARTS_DIR,
     CelebrityBank,
@@ -24,6 +23,7 @@ from sameface.data.celebs import (
     load_celebrity_names,
     name_seed,
 )
+from sameface.data.celebs import from_model as celebs
 from sameface.errors import ArtifactError, SamefaceError
 from tests.conftest import free_port
 
