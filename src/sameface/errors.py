@@ -33,3 +33,8 @@ class TrainingError(SamefaceError, RuntimeError):
 
 class OutputError(SamefaceError, OSError):
     """An output file or folder cannot be written."""
+
+
+class ModelError(SamefaceError, ValueError):
+    """Base-model files are present but unsafe or malformed (crafted safetensors, pickles,
+    a `model_index.json` naming a class its component cannot be)."""

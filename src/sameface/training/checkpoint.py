@@ -45,16 +45,13 @@ class CheckpointManager:
 
     def save(self, step: int, tensors: dict[str, Any], state: dict) -> Path:
         """Write checkpoint `step` atomically and prune old ones."""
-        from safetensors.torch import save_file
+        from ..tensorfile import save_safetensors
 
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{PREFIX}{step}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{step}.tmp-", dir=self.folder))
         try:
-            save_file(
-                {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-                str(tmp / "state.safetensors"),
-            )
+            save_safetensors(tensors, tmp / "state.safetensors")
             (tmp / "state.json").write_text(
                 json.dumps(state | {"step": step}, indent=1, sort_keys=True)
             )
