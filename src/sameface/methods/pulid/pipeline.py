@@ -135,6 +135,7 @@ class PuLIDPipeline:
         width: int | None = None,
         output_type: str = "pil",
         id_scale: float | None = None,
+        **unsupported: Any,
     ) -> GenerationOutput:
         """Generate images of the identity.
 
@@ -148,17 +149,29 @@ class PuLIDPipeline:
             num_images_per_prompt: images per prompt.
             height, width: image size; default the base model's resolution.
             output_type: "pil" or "np".
+            unsupported: refused with a clear error (options of other methods).
             id_scale: weight of the ID attention; default the artifact's (PuLID's demo: 0.8);
                 0 gives the base model's images exactly.
         """
-        if num_inference_steps < 1 or num_images_per_prompt < 1:
-            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
-        for side in (height, width):
-            if side is not None and (side < 8 or side % 8):
-                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
-        scale = self.id_scale if id_scale is None else float(id_scale)
-        if not scale >= 0:
-            raise ValueError(f"id_scale must be >= 0, got {id_scale}")
+        if unsupported:  # e.g. a CLI flag or a suite setting another method has
+            raise ValueError(f"pulid generation has no option(s) {', '.join(sorted(unsupported))}")
+        from ...limits import check_generate_args
+
+        check_generate_args(
+            self.base,
+            prompts=[prompt] if isinstance(prompt, str) else list(prompt),
+            num_inference_steps=num_inference_steps,
+            num_images_per_prompt=num_images_per_prompt,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            negative_prompt=negative_prompt,
+        )
+        from ...limits import MAX_ID_SCALE, check_scale
+
+        scale = check_scale(
+            "id_scale", self.id_scale if id_scale is None else id_scale, MAX_ID_SCALE
+        )
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         negative = negative_prompt
         if negative is not None:

@@ -99,6 +99,7 @@ class TextualInversionPipeline:
         height: int | None = None,
         width: int | None = None,
         output_type: str = "pil",
+        **unsupported: Any,
     ) -> GenerationOutput:
         """Generate images of the identity.
 
@@ -111,15 +112,27 @@ class TextualInversionPipeline:
             num_images_per_prompt: images per prompt.
             height, width: image size; default the base model's resolution.
             output_type: "pil" or "np".
+            unsupported: refused with a clear error (options of other methods).
 
         Raises:
             ValueError: a prompt does not contain the placeholder.
         """
-        if num_inference_steps < 1 or num_images_per_prompt < 1:
-            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
-        for side in (height, width):
-            if side is not None and (side < 8 or side % 8):
-                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
+        if unsupported:  # e.g. a CLI flag or a suite setting another method has
+            raise ValueError(
+                f"textual_inversion generation has no option(s) {', '.join(sorted(unsupported))}"
+            )
+        from ...limits import check_generate_args
+
+        check_generate_args(
+            self.base,
+            prompts=[prompt] if isinstance(prompt, str) else list(prompt),
+            num_inference_steps=num_inference_steps,
+            num_images_per_prompt=num_images_per_prompt,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            negative_prompt=negative_prompt,
+        )
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         missing = [p for p in prompts if self.placeholder not in p]
         if missing:
