@@ -28,8 +28,21 @@ def pristine(tmp_path_factory, obama):
     root = tmp_path_factory.mktemp("pristine")
     base = save_base_model(tiny_base_model("sd1"), root / "base")
     code = main(
-        ["personalize", "--face", str(obama), "--base", str(base), "--out", str(root / "art")]
-        + ["--steps", "1", "--init", "face", "--device", "cpu"]
+        [
+            "personalize",
+            "--face",
+            str(obama),
+            "--base",
+            str(base),
+            "--out",
+            str(root / "art"),
+            "--steps",
+            "1",
+            "--init",
+            "face",
+            "--device",
+            "cpu",
+        ]
     )
     assert code == 0
     return root
@@ -48,7 +61,15 @@ def work(tmp_path, pristine):
 
 
 def generate(work, *extra):
-    return ["generate", "--identity", work / "art", PROMPT, "-n", "1", "--steps", "1"] + [
+    return [
+        "generate",
+        "--identity",
+        work / "art",
+        PROMPT,
+        "-n",
+        "1",
+        "--steps",
+        "1",
         "--out",
         work / "out",
         "--device",
