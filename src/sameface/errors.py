@@ -37,3 +37,8 @@ class OutputError(SamefaceError, OSError):
 
 class UsageError(SamefaceError, ValueError):
     """A command was given options that do not fit (the CLI exits 2, as for argparse errors)."""
+
+
+class ModelError(SamefaceError, ValueError):
+    """Base-model files are present but unsafe or malformed (crafted safetensors, pickles,
+    a `model_index.json` naming a class its component cannot be)."""

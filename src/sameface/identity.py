@@ -26,6 +26,9 @@ TENSORS_FILE = "identity.safetensors"
 META_FILE = "identity.json"
 CROPS_DIR = "crops"
 TENSOR_NAMES = ("aligned", "squares", "masks", "embeddings", "embedding", "bboxes", "landmarks")
+TENSOR_DTYPES = {"aligned": "U8", "squares": "U8", "masks": "U8"} | {
+    k: "F32" for k in ("embeddings", "embedding", "bboxes", "landmarks")
+}
 
 
 @dataclass
@@ -213,9 +216,8 @@ class Identity:
         Raises:
             ArtifactError: the destination is unusable or cannot be written.
         """
-        from safetensors.numpy import save_file
-
         from .imageio import save_image_atomic
+        from .tensorfile import save_safetensors
 
         folder = check_destination(folder, overwrite=overwrite)
         try:
@@ -225,9 +227,9 @@ class Identity:
             raise ArtifactError(f"{folder}: cannot write here ({e.strerror or e})") from None
         try:
             files = [TENSORS_FILE]
-            save_file(
+            save_safetensors(
                 {k: np.ascontiguousarray(v) for k, v in self._tensors().items()},
-                str(tmp / TENSORS_FILE),
+                tmp / TENSORS_FILE,
             )
             if save_crops:
                 for i in range(self.num_photos):
@@ -268,15 +270,14 @@ class Identity:
         Raises:
             ArtifactError: the folder is missing, incomplete or not an identity.
         """
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from .tensorfile import read_safetensors
 
         folder = Path(folder)
         meta = _read_meta(folder)
         if not _is_file(folder / TENSORS_FILE):
             raise ArtifactError(f"{folder}: identity is incomplete ({TENSORS_FILE} missing)")
         version = meta.get("format_version", 0)
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ArtifactError(
                 f"{folder / META_FILE}: corrupt metadata (format_version {version!r})"
             )
@@ -285,13 +286,11 @@ class Identity:
                 f"{folder}: identity format {version} is newer than this sameface understands "
                 f"({FORMAT_VERSION}); upgrade sameface"
             )
-        try:
-            t = load_file(str(folder / TENSORS_FILE))
-        except (SafetensorError, OSError) as e:
-            raise ArtifactError(f"{folder / TENSORS_FILE}: corrupt tensor file ({e})") from None
+        t, _ = read_safetensors(folder / TENSORS_FILE, framework="np", dtypes=TENSOR_DTYPES)
         missing = set(TENSOR_NAMES) - set(t)
         if missing:
             raise ArtifactError(f"{folder / TENSORS_FILE}: missing tensors {sorted(missing)}")
+        _check_tensors(folder / TENSORS_FILE, t, meta)
         meta.pop("files", None)  # bookkeeping of the folder, not of the identity
         return cls(meta=meta, **{k: t[k] for k in TENSOR_NAMES})
 
@@ -412,6 +411,35 @@ def check_destination(folder: str | os.PathLike, *, overwrite: bool = False) -> 
             f"{' ...' if len(others) > 3 else ''}; replacing it would lose them: move them or choose another path"
         )
     return folder
+
+
+def _check_tensors(path: Path, t: dict[str, np.ndarray], meta: dict) -> None:
+    """Refuse tensors whose shapes disagree with each other or with the metadata."""
+    n = t["embeddings"].shape[0] if t["embeddings"].ndim == 2 else -1
+    photos = meta.get("photos")
+    side = meta.get("square_size", t["squares"].shape[1] if t["squares"].ndim == 4 else -1)
+    want = {
+        "aligned": (n, 112, 112, 3),
+        "squares": (n, side, side, 3),
+        "masks": (n, side, side),
+        "embeddings": (n, t["embedding"].shape[-1] if t["embedding"].ndim == 1 else -1),
+        "embedding": (t["embedding"].shape[-1] if t["embedding"].ndim == 1 else -1,),
+        "bboxes": (n, 4),
+        "landmarks": (n, 5, 2),
+    }
+    if n < 1 or t["embedding"].ndim != 1 or t["embedding"].shape[0] < 1:
+        raise ArtifactError(f"{path}: embeddings must be (photos, width) and embedding (width,)")
+    for name, shape in want.items():
+        if tuple(t[name].shape) != shape:
+            raise ArtifactError(
+                f"{path}: {name} has shape {tuple(t[name].shape)}, the metadata says {shape}"
+            )
+    if not isinstance(photos, list) or len(photos) != n:
+        count = len(photos) if isinstance(photos, list) else "no"
+        raise ArtifactError(f"{path}: holds {n} photos but the metadata lists {count}")
+    norms = np.linalg.norm(t["embeddings"], axis=1)
+    if not np.all(np.abs(norms - 1) < 1e-2):
+        raise ArtifactError(f"{path}: embeddings are not unit vectors (tampered or corrupt)")
 
 
 def _is_file(path: Path) -> bool:

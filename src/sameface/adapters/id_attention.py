@@ -320,13 +320,11 @@ class IDAdapter(nn.Module):
             path: the file to write.
             metadata: extra string metadata to store beside `format` and `id_dim`.
         """
-        from safetensors.torch import save_file
-
-        from ..fileio import write_with
+        from ..tensorfile import save_safetensors
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         meta = {**(metadata or {}), "format": _FORMAT, "id_dim": str(self.id_dim)}
-        return write_with(path, lambda p: save_file(tensors, str(p), metadata=meta))
+        return save_safetensors(tensors, path, meta)
 
     def load(self, path: str | os.PathLike[str]) -> IDAdapter:
         """Read weights written by `save` (strictly). Returns self.
@@ -334,18 +332,12 @@ class IDAdapter(nn.Module):
         Raises:
             ArtifactError: the file is missing, not an ID adapter, or made for another UNet.
         """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from ..tensorfile import read_safetensors
 
         path = Path(path)
         if not path.is_file():
             raise ArtifactError(f"{path}: no such ID adapter file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path), device=str(next(self.parameters()).device))
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise ArtifactError(f"{path}: not a readable safetensors file ({e})") from None
+        state, meta = read_safetensors(path, device=str(next(self.parameters()).device))
         if meta.get("format") != _FORMAT:
             raise ArtifactError(
                 f"{path}: not a sameface ID adapter (format {meta.get('format')!r})"

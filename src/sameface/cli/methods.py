@@ -105,9 +105,12 @@ def cmd_generate(args) -> int:
     import torch
 
     from ..imageio import save_image_atomic
+    from ..limits import MAX_IMAGES
     from ..methods import artifact_method, get_method
     from ..models import load_base_model
 
+    if not 1 <= args.num_images <= MAX_IMAGES:  # refused before any model is loaded
+        raise ValueError(f"-n must be in 1..{MAX_IMAGES}, got {args.num_images}")
     out = ensure_folder(args.out)
     device, dtype = pick_device(args.device, args.dtype)
     base = None

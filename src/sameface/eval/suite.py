@@ -121,6 +121,9 @@ def load_suite(
         raise SamefaceError(f"{path}: cannot read suite ({e})") from None
     if not isinstance(doc, dict):
         raise SamefaceError(f"{path}: a suite is a YAML mapping")
+    from .suite_check import check_suite_fields
+
+    check_suite_fields(path, doc)
     root = path.parent
     ids = doc.get("identities")
     if ids == WORLD_IDENTITIES:

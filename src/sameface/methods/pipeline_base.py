@@ -47,17 +47,6 @@ class MethodPipeline:
         """diffusers' rule: CFG when the scale is > 1, except for guidance-distilled UNets."""
         return guidance_scale > 1 and self.base.unet.config.get("time_cond_proj_dim") is None
 
-    @staticmethod
-    def check_sizes(
-        num_inference_steps: int, num_images_per_prompt: int, height: Any, width: Any
-    ) -> None:
-        """Raise ValueError for step / image counts below 1 or sides not multiples of 8."""
-        if num_inference_steps < 1 or num_images_per_prompt < 1:
-            raise ValueError("num_inference_steps and num_images_per_prompt must be at least 1")
-        for side in (height, width):
-            if side is not None and (side < 8 or side % 8):
-                raise ValueError(f"height and width must be positive multiples of 8, got {side}")
-
     def negatives(self, negative_prompt: Any, n_prompts: int) -> list[str] | None:
         """One negative prompt per prompt (diffusers wants the prompt's type, a list), read
         through `text`; None stays None.
@@ -89,6 +78,7 @@ class MethodPipeline:
         width: int | None,
         output_type: str,
         extra: Any = None,
+        unsupported: dict | None = None,
     ) -> GenerationOutput:
         """Check the arguments, run the base pipeline, and assemble the output.
 
@@ -97,8 +87,28 @@ class MethodPipeline:
                 num_images_per_prompt, height, width, output_type: as the method's `__call__`.
             extra: a function (n_images, guidance_scale) -> dict of further pipeline
                 arguments (the method's conditioning), or None.
+            unsupported: keyword arguments the method's `__call__` does not have (e.g. a
+                suite setting of another method): refused with a clear error.
+
+        Raises:
+            ValueError: unsupported options, or requests beyond `sameface.limits` (sizes,
+                counts, steps, guidance), before anything is allocated.
         """
-        self.check_sizes(num_inference_steps, num_images_per_prompt, height, width)
+        from ..limits import check_generate_args
+
+        if unsupported:
+            name = type(self).__name__.removesuffix("Pipeline")
+            raise ValueError(f"{name} generation has no option(s) {', '.join(sorted(unsupported))}")
+        check_generate_args(
+            self.base,
+            prompts=[prompt] if isinstance(prompt, str) else list(prompt),
+            num_inference_steps=num_inference_steps,
+            num_images_per_prompt=num_images_per_prompt,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            negative_prompt=negative_prompt,
+        )
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         self.check_prompts(prompts)
         negative = self.negatives(negative_prompt, len(prompts))

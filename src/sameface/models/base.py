@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sameface.errors import ModelNotFoundError, SamefaceError
+from sameface.errors import ModelError, ModelNotFoundError, SamefaceError
 from sameface.models.family import FamilyInfo, detect_family
 from sameface.models.resolve import (
     ResolvedModel,
@@ -33,6 +33,17 @@ PAD_TOKENS = {
     "sdxl": ["<|endoftext|>", "!"],
 }
 _TEXT_ENCODER_CLASSES = ("CLIPTextModel", "CLIPTextModelWithProjection")
+# The class model_index.json may name for each component: anything else could make a library
+# pick a loader that unpickles (e.g. a non-scheduler class for the scheduler loads a `.bin`).
+_COMPONENT_CLASSES = {
+    "unet": ("UNet2DConditionModel",),
+    "vae": ("AutoencoderKL",),
+    "text_encoder": _TEXT_ENCODER_CLASSES,
+    "text_encoder_2": _TEXT_ENCODER_CLASSES,
+    "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast"),
+    "tokenizer_2": ("CLIPTokenizer", "CLIPTokenizerFast"),
+}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 @dataclass
@@ -212,7 +223,58 @@ def _load_tokenizer(folder: Path, name: str, pad: str, missing: tuple[str, ...],
     if name in missing:
         # Not shipped with the folder: every SD tokenizer is the same CLIP BPE, built offline.
         return clip_tokenizer(pad_token=pad, cache_dir=cache)
+    # A tokenizer folder holds only JSON/text (vocab, merges); nothing there is unpickled.
     return CLIPTokenizer.from_pretrained(str(folder), subfolder=name, local_files_only=True)
+
+
+def check_component_classes(folder: Path, index: dict, names: list[str]) -> Any:
+    """Check each component's class in `model_index.json`; return the scheduler class.
+
+    Raises:
+        ModelError: a component names a class it cannot be, or the scheduler is not a
+            diffusers scheduler.
+    """
+    import diffusers
+
+    where = folder / "model_index.json"
+    for name in names:
+        entry = index.get(name)
+        if entry is None:
+            continue  # a missing component is reported by the loaders as missing
+        cls_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else entry
+        allowed = _COMPONENT_CLASSES[name]
+        if cls_name not in allowed and not (name.startswith("tokenizer") and cls_name is None):
+            raise ModelError(f"{where}: {name} is {cls_name!r}; it must be one of {list(allowed)}")
+    entry = index.get("scheduler")
+    sched_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else entry
+    sched_cls = getattr(diffusers, sched_name, None) if isinstance(sched_name, str) else None
+    if not (isinstance(sched_cls, type) and issubclass(sched_cls, diffusers.SchedulerMixin)):
+        raise ModelError(f"{where}: scheduler is {sched_name!r}, not a diffusers scheduler class")
+    return sched_cls
+
+
+def check_weight_files(folder: Path, names: list[str]) -> None:
+    """Refuse pickled weights and check every safetensors header in the components' folders.
+
+    Raises:
+        ModelError: a component holds pickle weights only, or a crafted/corrupt safetensors file.
+    """
+    from sameface.tensorfile import check_header
+
+    for name in names:
+        sub = folder / name
+        if not sub.is_dir():
+            continue
+        files = sorted(p for p in sub.iterdir() if p.is_file())
+        safe = [p for p in files if p.name.endswith(".safetensors")]
+        pickles = [p for p in files if p.name.endswith(_PICKLE_SUFFIXES)]
+        if pickles and not safe:
+            raise ModelError(
+                f"{sub}: weights are pickle files ({pickles[0].name}); sameface loads only "
+                ".safetensors (convert them with diffusers' save_pretrained)"
+            )
+        for p in safe:
+            check_header(p, ModelError)
 
 
 def _load_diffusers_folder(
@@ -223,13 +285,21 @@ def _load_diffusers_folder(
 
     folder, variant = resolved.path, resolved.variant
     index = read_model_index(folder)
+    names = ["text_encoder", "text_encoder_2"] if info.family == "sdxl" else ["text_encoder"]
+    toks = ["tokenizer", "tokenizer_2"] if info.family == "sdxl" else ["tokenizer"]
+    sched_cls = check_component_classes(folder, index, ["unet", "vae", *names, *toks])
+    check_weight_files(folder, ["unet", "vae", *names])
     common = {"local_files_only": True, "use_safetensors": True}
     if variant:
         common["variant"] = variant
     dkw = {**common, **({"torch_dtype": dtype} if dtype is not None else {})}
-    unet = diffusers.UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", **dkw)
-    vae = diffusers.AutoencoderKL.from_pretrained(str(folder), subfolder="vae", **dkw)
-    names = ["text_encoder", "text_encoder_2"] if info.family == "sdxl" else ["text_encoder"]
+    try:
+        unet = diffusers.UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", **dkw)
+        vae = diffusers.AutoencoderKL.from_pretrained(str(folder), subfolder="vae", **dkw)
+    except (OSError, ValueError, RuntimeError) as e:
+        if isinstance(e, SamefaceError):
+            raise
+        raise ModelError(f"{folder}: cannot load ({str(e).splitlines()[0]})") from None
     encoders = []
     for name in names:
         cls_name = (index.get(name) or [None, None])[1]
@@ -238,20 +308,22 @@ def _load_diffusers_folder(
                 f"{folder}: {name} is {cls_name!r}; sameface supports {_TEXT_ENCODER_CLASSES}."
             )
         cls = getattr(transformers, cls_name)
-        encoders.append(
-            cls.from_pretrained(
-                str(folder), subfolder=name, **common, **_transformers_dtype_kwargs(dtype)
+        try:
+            encoders.append(
+                cls.from_pretrained(
+                    str(folder), subfolder=name, **common, **_transformers_dtype_kwargs(dtype)
+                )
             )
-        )
+        except (OSError, ValueError, RuntimeError) as e:
+            if isinstance(e, SamefaceError):
+                raise
+            raise ModelError(f"{folder / name}: cannot load ({str(e).splitlines()[0]})") from None
     tokenizers = [
         _load_tokenizer(folder, name, pad, resolved.missing_tokenizers, tokenizer_cache_dir)
         for name, pad in zip(("tokenizer", "tokenizer_2"), PAD_TOKENS[info.family], strict=False)
     ]
-    sched_name = (index.get("scheduler") or [None, None])[1]
-    sched_cls = getattr(diffusers, str(sched_name), None)
-    if sched_cls is None:
-        raise SamefaceError(f"{folder}: unknown scheduler class {sched_name!r}.")
-    scheduler = sched_cls.from_pretrained(str(folder), subfolder="scheduler")
+    # A SchedulerMixin reads only scheduler_config.json (checked above), never weights.
+    scheduler = sched_cls.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True)
     return BaseModel(info.family, tokenizers, encoders, unet, vae, scheduler, resolved.spec)
 
 
@@ -391,6 +463,10 @@ def load_base_model(
         revision=revision,
         variant=variant,
     )
+    if resolved.is_single_file:
+        from sameface.tensorfile import check_header
+
+        check_header(resolved.path, ModelError)  # before anything parses it
     info = detect_family(resolved)
     if resolved.is_single_file:
         model = _load_single_file(

@@ -52,6 +52,13 @@ class ClipScorer:
         from .tokenizer import clip_tokenizer
 
         path = _local_path(str(spec), local_files_only)
+        from pathlib import Path
+
+        from ..errors import ModelError
+        from ..tensorfile import check_header
+
+        for weights in sorted(Path(path).glob("*.safetensors")):
+            check_header(weights, ModelError)
         try:
             model = CLIPModel.from_pretrained(
                 path,

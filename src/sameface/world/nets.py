@@ -168,14 +168,15 @@ def load_net(folder: str | os.PathLike, name: str) -> tuple[nn.Module, dict]:
         ArtifactError: missing or damaged files.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+
+    from ..tensorfile import read_safetensors
 
     folder = Path(folder)
     meta_path, weights = folder / f"{name}.json", folder / f"{name}.safetensors"
     try:
         meta = json.loads(meta_path.read_text())
         net = NETS[name](**meta["config"])
-        state = load_file(str(weights))
+        state, _ = read_safetensors(weights)
         net.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         )

@@ -109,7 +109,7 @@ def stage_latents(config, out: Path, work: Path, progress: bool) -> dict:
     from ..fileio import write_with
     from .train_base import to_pixels
 
-    vae = AutoencoderKL.from_pretrained(work / "models" / "vae").eval()
+    vae = AutoencoderKL.from_pretrained(work / "models" / "vae", use_safetensors=True).eval()
     info = {}
     for name in ("pool", "heldout"):
         pool = Pool.load(work / f"{name}.safetensors")
@@ -193,7 +193,9 @@ def stage_unet(config, out: Path, work: Path, progress: bool) -> dict:
     lat = load_file(str(work / "pool.latents.safetensors"))
     latents = Latents(lat["mean"], lat["std"])
     text = (
-        CLIPTextModel.from_pretrained(work / "models" / "text_encoder").eval().requires_grad_(False)
+        CLIPTextModel.from_pretrained(work / "models" / "text_encoder", use_safetensors=True)
+        .eval()
+        .requires_grad_(False)
     )
     tokenizer = clip_tokenizer()
     captioner = Captioner(tokenizer, known.names, empty_rate=0.1)
@@ -213,7 +215,7 @@ def stage_unet(config, out: Path, work: Path, progress: bool) -> dict:
     trained = train_loop(
         "unet", work, {"unet": unet}, loss_fn, config.unet, seed=config.seed, progress=progress
     )
-    vae = AutoencoderKL.from_pretrained(work / "models" / "vae")
+    vae = AutoencoderKL.from_pretrained(work / "models" / "vae", use_safetensors=True)
     save_base(out / BASE, vae, text, tokenizer, trained["ema:unet"])
     return {}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ArtifactError
-from ...fileio import write_json_atomic, write_with
+from ...fileio import write_json_atomic
 
 META_FILE = "artifact.json"
 TOKENS_FILE = "id_tokens.safetensors"
@@ -29,7 +29,7 @@ TOKEN_KEYS = ("cond", "uncond")
 
 def save_tokens(folder: Path, cond: Any, uncond: Any, meta: dict) -> None:
     """Write the tokens, then `artifact.json` (each atomically; the JSON last)."""
-    from safetensors.torch import save_file
+    from ...tensorfile import save_safetensors
 
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -37,7 +37,7 @@ def save_tokens(folder: Path, cond: Any, uncond: Any, meta: dict) -> None:
         "uncond": uncond.detach().float().cpu().contiguous(),
     }
     tag = {"method": "pulid", "adapter_save_id": str(meta.get("adapter_save_id", ""))}
-    write_with(folder / TOKENS_FILE, lambda p: save_file(tensors, str(p), metadata=tag))
+    save_safetensors(tensors, folder / TOKENS_FILE, tag)
     write_json_atomic(folder / META_FILE, meta, sort_keys=True)
 
 
@@ -47,8 +47,7 @@ def load_tokens(folder: str | os.PathLike) -> tuple[Any, Any, dict]:
     Raises:
         ArtifactError: files missing, unreadable, or not a PuLID artifact.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ...tensorfile import read_safetensors
 
     folder = Path(folder)
     if not (folder / META_FILE).is_file() or not (folder / TOKENS_FILE).is_file():
@@ -57,16 +56,19 @@ def load_tokens(folder: str | os.PathLike) -> tuple[Any, Any, dict]:
         )
     try:
         meta = json.loads((folder / META_FILE).read_text())
-        tensors = load_file(str(folder / TOKENS_FILE))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ArtifactError(f"{folder}: unreadable artifact ({e})") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{folder / META_FILE}: unreadable ({e})") from None
     if not isinstance(meta, dict) or meta.get("method") != "pulid":
         raise ArtifactError(f"{folder / META_FILE}: not a PuLID artifact")
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version != 1:
+        raise ArtifactError(f"{folder / META_FILE}: unknown format_version {version!r}")
+    tensors, _ = read_safetensors(folder / TOKENS_FILE)
     missing = [k for k in TOKEN_KEYS if k not in tensors]
     if missing or not meta.get("adapter"):
         raise ArtifactError(f"{folder}: incomplete PuLID artifact (missing {missing or 'adapter'})")
     cond, uncond = tensors["cond"], tensors["uncond"]
-    if cond.ndim != 3 or cond.shape != uncond.shape:
+    if cond.ndim != 3 or cond.shape != uncond.shape or not cond.is_floating_point():
         raise ArtifactError(
             f"{folder / TOKENS_FILE}: cond {tuple(cond.shape)} and uncond {tuple(uncond.shape)} "
             "must both be (1, N, D)"

@@ -378,9 +378,8 @@ class PuLIDModel(nn.Module):
             folder: destination (created).
             extra: more JSON-ready entries for `pulid.json` (e.g. training step, losses).
         """
-        from safetensors.torch import save_file
-
-        from ...fileio import write_json_atomic, write_with
+        from ...fileio import write_json_atomic
+        from ...tensorfile import save_safetensors
 
         folder = Path(folder)
         save_id = uuid.uuid4().hex
@@ -388,7 +387,7 @@ class PuLIDModel(nn.Module):
         self.adapter.save(folder / ADAPTER_FILE, metadata=tag)
         enc = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
         meta_enc = {**tag, "format": FORMAT + ".encoder"}
-        write_with(folder / ENCODER_FILE, lambda p: save_file(enc, str(p), metadata=meta_enc))
+        save_safetensors(enc, folder / ENCODER_FILE, meta_enc)
         write_json_atomic(folder / META_FILE, {**(extra or {}), **self.meta(), "save_id": save_id})
         return folder
 
@@ -415,8 +414,7 @@ class PuLIDModel(nn.Module):
             ArtifactError: files missing, from two saves, or made for another base family,
                 width, recogniser or vision model.
         """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from ...tensorfile import check_header, read_safetensors
 
         folder = Path(folder)
         meta = read_meta(folder)
@@ -457,13 +455,12 @@ class PuLIDModel(nn.Module):
         tensors = {}
         for name in (ADAPTER_FILE, ENCODER_FILE):
             path = folder / name
-            try:
-                with safe_open(str(path), framework="pt") as f:
-                    file_meta = f.metadata() or {}
-                if name == ENCODER_FILE:
-                    tensors = load_file(str(path))
-            except Exception as e:  # safetensors raises its own types for bad files
-                raise ArtifactError(f"{path}: missing or unreadable ({e})") from None
+            if not path.is_file():
+                raise ArtifactError(f"{path}: missing")
+            if name == ENCODER_FILE:
+                tensors, file_meta = read_safetensors(path)
+            else:  # read in full by the adapter's own load below
+                file_meta = check_header(path).get("__metadata__", {})
             if file_meta.get("save_id") != meta.get("save_id"):
                 raise ArtifactError(
                     f"{folder}: {name} and {META_FILE} come from different saves (a save was "
@@ -506,8 +503,11 @@ def read_meta(folder: str | os.PathLike) -> dict:
         raise ArtifactError(f"{path}: unreadable ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ArtifactError(f"{path}: not a sameface PuLID model")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format {meta['format_version']} is newer; upgrade sameface")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ArtifactError(f"{path}: corrupt metadata (format_version {version!r})")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format {version} is newer; upgrade sameface")
     return meta
 
 

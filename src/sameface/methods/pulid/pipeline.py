@@ -132,6 +132,7 @@ class PuLIDPipeline(MethodPipeline):
         width: int | None = None,
         output_type: str = "pil",
         id_scale: float | None = None,
+        **unsupported: Any,
     ) -> GenerationOutput:
         """Generate images of the identity.
 
@@ -145,12 +146,15 @@ class PuLIDPipeline(MethodPipeline):
             num_images_per_prompt: images per prompt.
             height, width: image size; default the base model's resolution.
             output_type: "pil" or "np".
+            unsupported: refused with a clear error (options of other methods).
             id_scale: weight of the ID attention; default the artifact's (PuLID's demo: 0.8);
                 0 gives the base model's images exactly.
         """
-        scale = self.id_scale if id_scale is None else float(id_scale)
-        if not scale >= 0:
-            raise ValueError(f"id_scale must be >= 0, got {id_scale}")
+        from ...limits import MAX_ID_SCALE, check_scale
+
+        scale = check_scale(
+            "id_scale", self.id_scale if id_scale is None else id_scale, MAX_ID_SCALE
+        )
 
         def id_kwargs(n: int, guidance: float) -> dict:
             # The ID tokens follow diffusers' CFG batch order (unconditional half first).
@@ -169,6 +173,7 @@ class PuLIDPipeline(MethodPipeline):
             width,
             output_type,
             extra=id_kwargs,
+            unsupported=unsupported,
         )
 
     def close(self) -> None:

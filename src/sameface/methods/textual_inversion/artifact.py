@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ArtifactError
-from ...fileio import write_json_atomic, write_with
+from ...fileio import write_json_atomic
 
+FORMAT_VERSION = 1  # of artifact.json; train.py writes it
 EMBEDS_FILE = "learned_embeds.safetensors"
 META_FILE = "artifact.json"
 SDXL_KEYS = ("clip_l", "clip_g")
@@ -37,13 +38,13 @@ def save_embeddings(
     folder: Path, family: str, placeholder: str, vectors: list[Any], meta: dict
 ) -> None:
     """Write the embeddings and the sidecar atomically (each via a temporary file + rename)."""
-    from safetensors.torch import save_file
+    from ...tensorfile import save_safetensors
 
     folder.mkdir(parents=True, exist_ok=True)
     keys = embedding_keys(family, placeholder)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in zip(keys, vectors, strict=True)}
     metadata = {"placeholder": placeholder, "family": family}
-    write_with(folder / EMBEDS_FILE, lambda p: save_file(tensors, str(p), metadata=metadata))
+    save_safetensors(tensors, folder / EMBEDS_FILE, metadata)
     write_json_atomic(folder / META_FILE, meta, sort_keys=True)
 
 
@@ -53,8 +54,7 @@ def load_embeddings(folder: str | os.PathLike) -> tuple[list[Any], dict]:
     Raises:
         ArtifactError: files missing or inconsistent.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ...tensorfile import read_safetensors
 
     folder = Path(folder)
     if not (folder / META_FILE).is_file() or not (folder / EMBEDS_FILE).is_file():
@@ -63,9 +63,29 @@ def load_embeddings(folder: str | os.PathLike) -> tuple[list[Any], dict]:
         )
     try:
         meta = json.loads((folder / META_FILE).read_text())
-        tensors = load_file(str(folder / EMBEDS_FILE))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ArtifactError(f"{folder}: unreadable artifact ({e})") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{folder / META_FILE}: unreadable ({e})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{folder / META_FILE}: not a JSON object")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
+        raise ArtifactError(
+            f"{folder / META_FILE}: unknown format_version {version!r} (this sameface reads "
+            f"1..{FORMAT_VERSION})"
+        )
+    tensors, _ = read_safetensors(folder / EMBEDS_FILE)
+    import torch
+
+    for k, v in tensors.items():
+        if v.dtype not in (torch.float32, torch.float16, torch.bfloat16) or v.ndim != 2:
+            raise ArtifactError(
+                f"{folder / EMBEDS_FILE}: {k!r} must be a 2-d float tensor (vectors x width), "
+                f"got {tuple(v.shape)} {v.dtype}"
+            )
     keys = embedding_keys(meta.get("family", "sd1"), meta.get("placeholder", "<id>"))
     if set(keys) - set(tensors):
         raise ArtifactError(

@@ -93,6 +93,7 @@ class TextualInversionPipeline(MethodPipeline):
         height: int | None = None,
         width: int | None = None,
         output_type: str = "pil",
+        **unsupported: Any,
     ) -> GenerationOutput:
         """Generate images of the identity.
 
@@ -105,6 +106,7 @@ class TextualInversionPipeline(MethodPipeline):
             num_images_per_prompt: images per prompt.
             height, width: image size; default the base model's resolution.
             output_type: "pil" or "np".
+            unsupported: refused with a clear error (options of other methods).
 
         Raises:
             ValueError: a prompt does not contain the placeholder, or bad sizes / counts.
@@ -119,6 +121,7 @@ class TextualInversionPipeline(MethodPipeline):
             height,
             width,
             output_type,
+            unsupported=unsupported,
         )
 
     def check_prompts(self, prompts: list[str]) -> None:
