@@ -328,7 +328,7 @@ BAD_GENERATE = [
     (["--guidance-scale=-inf"], "guidance_scale"),
     (["--guidance-scale=-1"], "guidance_scale"),
     (["--guidance-scale", "1e9"], "guidance_scale"),
-    (["--id-scale", "0.5"], "id_scale"),  # textual inversion has no ID attention
+    (["--id-scale", "0.5"], "id-scale"),  # textual inversion has no ID attention
     (["--steps", "5000"], "num_inference_steps"),
     (["-n", "100000"], "-n"),
 ]
