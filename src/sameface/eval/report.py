@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ArtifactError, SamefaceError
-from ..fileio import write_bytes_atomic
+from ..fileio import child_path, write_bytes_atomic
 from .stats import Summary, paired_gain, summarise
 
 __all__ = ["BASELINE", "RunData", "load_run", "write_report"]
@@ -1139,7 +1139,7 @@ def write_report(
     blocks += _identity_blocks(run, grids)
 
     for name, data in figures.items():
-        write_bytes_atomic(out / name, data)
+        write_bytes_atomic(child_path(out, name, what="figure name"), data)
     md_path, html_path = out / "report.md", out / "report.html"
     write_bytes_atomic(md_path, _render_md(blocks).encode("utf-8"))
     write_bytes_atomic(html_path, _render_html(blocks, title, figures).encode("utf-8"))
