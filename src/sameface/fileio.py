@@ -130,3 +130,70 @@ def _readable(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~mask)
     for p in folder.rglob("*"):
         os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+MAX_NAME_BYTES = 200
+"""Longest name `safe_name` accepts (file systems stop at 255 bytes; suffixes are added)."""
+_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(10)}
+
+
+def safe_name(name: object, *, what: str = "name") -> str:
+    """Check that `name` can be one path component inside a folder; return it.
+
+    Refuses non-strings, empty names, `.` / `..`, `~`, separators (`/`, `\\`), NUL and other
+    control characters, a leading dot (the tool's own hidden files), surrounding spaces,
+    Windows-reserved device names and names over `MAX_NAME_BYTES` UTF-8 bytes.
+
+    Args:
+        name: the candidate (a suite, identity, variant or prompt name).
+        what: what the name is, for the message.
+
+    Raises:
+        OutputError: the name could escape or clash with its folder.
+    """
+    import unicodedata
+
+    if not isinstance(name, str):
+        raise OutputError(f"{what} {name!r} must be a string")
+    shown = repr(name) if len(name) <= 40 else repr(name[:37]) + "..."  # repr escapes controls
+    why = None
+    if not name.strip():
+        why = "is empty"
+    elif name in (".", "..") or name.startswith("~"):
+        why = "is not a plain name"
+    elif any(c in name for c in ("/", "\\")) or os.sep in name or (os.altsep or "/") in name:
+        why = "contains a path separator"
+    elif any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        why = "contains control or invisible characters"
+    elif name[0] == "." or name != name.strip():  # hidden names are the tool's own (locks, temps)
+        why = "starts with '.' or has surrounding spaces"
+    elif name.split(".")[0].upper() in _RESERVED:
+        why = "is a reserved device name"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        why = f"is longer than {MAX_NAME_BYTES} bytes"
+    elif any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        why = "is not valid text"
+    if why:
+        raise OutputError(f"{what} {shown} {why}; use letters, digits, '-', '_' or '.'")
+    return name
+
+
+def child_path(parent: str | os.PathLike, *names: str, what: str = "name") -> Path:
+    """`parent / name / ...` after checking each name with `safe_name` and that the result,
+    symlinks resolved, stays inside `parent` (a symlinked sub-folder could lead elsewhere).
+
+    Args:
+        parent: the folder the path must stay in.
+        names: path components (each one plain name).
+        what: what the names are, for the message.
+
+    Raises:
+        OutputError: a bad name, or a path that resolves outside `parent`.
+    """
+    parent = Path(parent)
+    path = parent.joinpath(*(safe_name(n, what=what) for n in names))
+    root = parent.resolve()
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise OutputError(f"{path}: leads outside {parent} (through a symbolic link)")
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -222,7 +223,9 @@ class Identity:
         folder = check_destination(folder, overwrite=overwrite)
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".sf-tmp-", dir=folder.parent))
+            remove_stale_temps(folder.parent)
+            # The pid in the name lets a later save tell a killed run's leftover from live work.
+            tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=folder.parent))
         except OSError as e:
             raise ArtifactError(f"{folder}: cannot write here ({e.strerror or e})") from None
         try:
@@ -301,6 +304,11 @@ class Identity:
         Files the identity did not write are left alone.
         """
         folder = Path(folder)
+        if folder.is_symlink():
+            raise ArtifactError(
+                f"{folder}: is a symbolic link; delete the identity folder it points to "
+                f"({os.path.realpath(folder)}) or remove the link"
+            )
         if not _is_file(folder / META_FILE):
             raise ArtifactError(f"{folder}: not an identity folder (no {META_FILE})")
         try:
@@ -313,8 +321,11 @@ class Identity:
             ]
         root = folder.resolve()
         for rel in files:
-            p = (folder / rel).resolve()
-            if root in p.parents:  # never touch a path outside the identity folder
+            p = folder / rel
+            # Never touch a path outside the identity folder; a link inside is removed, its
+            # target left alone.
+            where = p.parent.resolve()
+            if (root == where or root in where.parents) and (p.is_symlink() or p.is_file()):
                 p.unlink(missing_ok=True)
         (folder / META_FILE).unlink(missing_ok=True)
         # Remove the sub-folders we created, deepest first, only if now empty.
@@ -366,6 +377,42 @@ def _centre_square(image: np.ndarray) -> tuple[float, float, float, float]:
     side = min(h, w)
     x0, y0 = (w - side) // 2, (h - side) // 2
     return (float(x0), float(y0), float(x0 + side), float(y0 + side))
+
+
+TEMP_PREFIX = ".sf-tmp-"
+"""Temporary sibling folders of a save are named `.sf-tmp-<pid>-<random>`."""
+
+
+def remove_stale_temps(parent: str | os.PathLike) -> list[Path]:
+    """Remove temporary folders that killed saves left in `parent`; returns what was removed.
+
+    Only folders named by a save of this version (`.sf-tmp-<pid>-...`) whose process no
+    longer runs are removed; live saves and anything else are left alone.
+    """
+    removed = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = re.match(re.escape(TEMP_PREFIX) + r"(\d+)-", p.name)
+        if not m or p.is_symlink() or not p.is_dir() or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # someone else's process; or a nonsense pid
+        return True
+    return True
 
 
 def check_destination(folder: str | os.PathLike, *, overwrite: bool = False) -> Path:

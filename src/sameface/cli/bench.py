@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from ..locks import FolderLock
 from .common import add_device_options, process_device, recognizer_kwargs
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
@@ -57,6 +58,8 @@ def cmd_bench(args) -> int:
     suite = load_suite(args.suite, world.reference_people() if world is not None else None)
     methods = parse_methods(args.methods)
     ctx = distributed_context()
+    if ctx.num_processes == 1:  # fail now, not after loading models; the runner holds the lock
+        FolderLock(args.out, "sameface bench").acquire().release()
     device, dtype = process_device(args, ctx)
     if world is not None:
         evaluator, settings = _world_setup(args, world, suite, methods)

@@ -116,8 +116,13 @@ def _print_inspect(records, sim, rdesc) -> None:
 def cmd_identity_create(args) -> int:
     from ..faces import FaceAnalyzer
     from ..identity import Identity, check_destination
+    from ..locks import FolderLock
 
-    check_destination(args.out, overwrite=args.force)  # before the slow part
+    out = check_destination(args.out, overwrite=args.force)  # before the slow part
+    # One create per destination; the lock sits beside it, as the folder is swapped in whole.
+    _lock = FolderLock(
+        out.parent, "sameface identity create", lock_file=f".{out.name}.lock"
+    ).acquire()
     analyzer = FaceAnalyzer(
         args.recognizer,
         face_policy=args.face_policy,

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import SamefaceError
+from ..locks import FolderLock
 from .common import (
     add_device_options,
     add_face_options,
@@ -42,6 +43,7 @@ def cmd_personalize(args) -> int:
     config = method_config(method, args)
     device, dtype = pick_device(args.device, args.dtype, training=True)
     out = ensure_folder(args.out)
+    _lock = FolderLock(out, "sameface personalize").acquire()  # one run per --out
     if (out / "artifact.json").exists() and not args.force:
         raise SamefaceError(f"{out} already holds a finished artifact; pass --force to train again")
     # Resolve the base model's files and family now (cheap: no weights loaded), so a wrong

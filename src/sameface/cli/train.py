@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import SamefaceError
+from ..locks import FolderLock
 from .common import add_device_options, process_device
 
 
@@ -18,6 +19,8 @@ def cmd_train(args) -> int:
     config = method_config(method, args)
     extra = {"init_from": args.init_from} if args.init_from else {}
     ctx = distributed_context()
+    # One run per --out; the other processes of this run are its main process's helpers.
+    _lock = FolderLock(args.out, "sameface train").acquire() if ctx.is_main else None
     device, dtype = process_device(args, ctx, training=True)
     base = load_base_model(args.base, device=device, dtype=dtype)
     out = method.train(

@@ -19,6 +19,7 @@ skips sources already in the index.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SamefaceError
+from ..errors import OutputError, SamefaceError
 from ..fileio import append_jsonl, read_jsonl, write_json_atomic, write_with
+from ..locks import FolderLock
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 INDEX = "index.jsonl"
@@ -62,9 +64,31 @@ class PrepareSettings:
             raise ValueError(f"expand must be >= 1, got {self.expand}")
 
 
-def list_images(src: Path) -> list[Path]:
-    """Image files under `src`, recursively, in a stable order."""
-    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(src: Path, *, skip: Path | None = None) -> list[Path]:
+    """Image files under `src`, recursively, in a stable order.
+
+    Symlinked folders are followed once each (a link loop ends there), and the folder `skip`
+    (a dataset written inside its own source) is left out.
+    """
+    seen: set[tuple[int, int]] = set()
+    skip_real = os.path.realpath(skip) if skip is not None else None
+    found = []
+    for root, dirs, files in os.walk(src, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen or os.path.realpath(root) == skip_real:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in files:
+            p = Path(root) / name
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                found.append(p)
+    return sorted(found)
 
 
 def load_captions(src: Path) -> dict[str, str]:
@@ -102,28 +126,60 @@ def prepare_face_dataset(
 
     Args:
         src: folder of images (searched recursively), with optional captions.
-        out: dataset folder (created; a rerun continues where it stopped).
+        out: dataset folder (created; a rerun continues where it stopped, with the same
+            settings only; a folder inside `src` is left out of the sources).
         analyzer: `FaceAnalyzer` (its recogniser makes the stored embeddings).
         settings: cutting settings.
         progress: show a progress bar.
 
     Returns:
         Counts: kept, and dropped per reason.
+
+    Raises:
+        SamefaceError: `src` is no folder or has no images, no image gave a sample, `out`
+            holds samples cut with other settings; `OutputError` when `out` is unusable or
+            another run is preparing into it.
     """
-    from tqdm.auto import tqdm
-
-    from ..faces import align_face, landmark_mask, square_crop
-
     cfg = settings or PrepareSettings()
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise SamefaceError(f"{src}: not a folder of images")
-    out.mkdir(parents=True, exist_ok=True)
+    if os.path.realpath(src) == os.path.realpath(out):
+        raise OutputError(f"{out}: the dataset folder cannot be its source folder; name another")
+    _check_output(out)
+    images = list_images(src, skip=out)
+    if not images:
+        raise SamefaceError(f"{src}: no image files found ({', '.join(IMAGE_SUFFIXES)})")
+    with FolderLock(out, "sameface data prepare"):
+        return _prepare(src, out, images, analyzer, cfg, progress)
+
+
+def _check_output(out: Path) -> None:
+    """Refuse an output path that is a file, under a file, or not writable (before any work)."""
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise OutputError(f"{out}: {p} is not a folder")
+            if p == out and not os.access(p, os.W_OK | os.X_OK):
+                raise OutputError(f"{out}: folder is not writable")
+            break
+
+
+def _prepare(
+    src: Path, out: Path, images: list[Path], analyzer: Any, cfg: PrepareSettings, progress: bool
+) -> dict:
+    from tqdm.auto import tqdm
+
+    from ..faces import align_face, landmark_mask, square_crop
+
+    recognizer = json.loads(json.dumps(analyzer.recognizer.describe()))
+    _check_same_settings(out, cfg, recognizer)
+    started = {"settings": cfg.__dict__, "recognizer": recognizer}
+    write_json_atomic(out / "prepare.json", started | {"samples": len(read_index(out))})
     done = {rec["source"] for rec in read_index(out)}
     dropped_log = out / "dropped.jsonl"
     done |= {rec["source"] for rec in read_jsonl(dropped_log) if "source" in rec}
     captions = load_captions(src)
-    images = list_images(src)
     counts: Counter = Counter()
     next_id = len(read_index(out))
     for path in tqdm(images, desc="prepare", unit="image", disable=None if progress else True):
@@ -157,14 +213,36 @@ def prepare_face_dataset(
         )
         next_id += 1
         counts["kept"] += 1
-    summary = {
-        "settings": cfg.__dict__,
-        "recognizer": analyzer.recognizer.describe(),
-        "samples": len(read_index(out)),
-        "this_run": dict(counts),
-    }
+    summary = started | {"samples": len(read_index(out)), "this_run": dict(counts)}
     write_json_atomic(out / "prepare.json", summary)
+    if not summary["samples"]:
+        raise SamefaceError(
+            f"{src}: none of {len(images)} image(s) has exactly one usable face; no samples"
+        )
     return summary
+
+
+def _check_same_settings(out: Path, cfg: PrepareSettings, recognizer: Any) -> None:
+    """A rerun continues only with the settings the folder's samples were cut with."""
+    path = out / "prepare.json"
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SamefaceError(f"{path}: unreadable; cannot tell how the samples were made") from None
+    now = json.loads(json.dumps(cfg.__dict__))
+    old = before.get("settings") if isinstance(before, dict) else None
+    if not isinstance(old, dict):
+        raise SamefaceError(f"{path}: no settings recorded; cannot tell how the samples were made")
+    changed = sorted(k for k in set(old) | set(now) if old.get(k) != now.get(k))
+    if before.get("recognizer") != recognizer:
+        changed.append("recognizer")
+    if changed:
+        raise SamefaceError(
+            f"{out}: was prepared with other settings ({', '.join(changed)}); "
+            "use those settings or a new --out folder"
+        )
 
 
 def write_sample(

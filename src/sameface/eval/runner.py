@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import SamefaceError
-from ..fileio import append_jsonl, read_jsonl, write_json_atomic
+from ..fileio import append_jsonl, child_path, read_jsonl, write_json_atomic
+from ..locks import LOCK_FILE, FolderLock
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
 from .suite import Suite
 
@@ -125,7 +126,9 @@ def run_benchmark(
     from ..methods import get_method
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # One run per folder (per shard): a second run would redo and interleave this one's work.
+    lock_file = LOCK_FILE if num_processes == 1 else f".sameface.{process_index}.lock"
+    _lock = FolderLock(out, "sameface bench", lock_file=lock_file).acquire()
     methods = [get_method(m) for m in settings.methods]
     if process_index == 0:
         write_json_atomic(
@@ -183,7 +186,9 @@ def _run_identity(
     if ("reference", ident.name) not in done:
         paths = []
         for k, crop in enumerate(ref_crops):
-            paths.append(_save_image(crop, out / "references" / f"{ident.name}_{k}.png", out))
+            paths.append(
+                _save_image(crop, child_path(out / "references", f"{ident.name}_{k}.png"), out)
+            )
         append_jsonl(
             part,
             {
@@ -229,7 +234,7 @@ def _run_identity(
         _run_copy_reference(scorer, ident.photos)
 
     for method in methods:
-        art = out / "artifacts" / method.name / ident.name
+        art = child_path(out / "artifacts", method.name, ident.name)
         if ("personalize", method.name, ident.name) not in done:
             cfg = method.config_cls(
                 **(
@@ -273,7 +278,7 @@ def _identity(ident, out: Path, settings: BenchSettings) -> Any:
     from ..faces import FaceAnalyzer
     from ..identity import Identity
 
-    id_dir = out / "identities" / ident.name
+    id_dir = child_path(out / "identities", ident.name, what="identity name")
     try:
         return Identity.load(id_dir)
     except SamefaceError:
@@ -303,7 +308,7 @@ def _cells(suite: Suite):
 
 
 def _image_path(out: Path, method: str, identity: str, pi: int, seed: int) -> Path:
-    return out / "images" / method / identity / f"p{pi:02d}_s{seed}.png"
+    return child_path(out / "images", method, identity, f"p{pi:02d}_s{seed}.png")
 
 
 def _run_copy_reference(scorer: _Scorer, photos: list) -> None:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SamefaceError
+from ..errors import OutputError, SamefaceError
+from ..fileio import safe_name
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 WORLD_IDENTITIES = "world"
@@ -65,6 +66,12 @@ class Suite:
             errors.append(f"prompt {missing[0]!r} does not contain {self.placeholder}")
         if not self.seeds:
             errors.append("no seeds")
+        for i in self.identities:  # names become folders and files of the run
+            try:
+                safe_name(i.name, what="identity name")
+            except OutputError as e:
+                errors.append(str(e))
+                break
         if len({i.name for i in self.identities}) != len(self.identities):
             errors.append("identity names must be unique")
         if self.num_inference_steps < 1:
@@ -134,7 +141,11 @@ def load_suite(
         ids = [{"name": n, "photos": [str(p) for p in ps]} for n, ps in world_people.items()]
     elif isinstance(ids, str):  # a folder with one sub-folder per person
         folder = _resolve(root, ids)
-        ids = [{"name": d.name, "photos": [str(d)]} for d in sorted(folder.iterdir()) if d.is_dir()]
+        ids = [
+            {"name": d.name, "photos": [str(d)]}
+            for d in sorted(folder.iterdir())
+            if d.is_dir() and not d.name.startswith(".")
+        ]
     per_identity = doc.get("photos_per_identity")
     max_identities = doc.get("max_identities")
     for key, val in (("photos_per_identity", per_identity), ("max_identities", max_identities)):

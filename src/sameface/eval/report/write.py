@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...fileio import write_bytes_atomic
+from ...fileio import child_path, write_bytes_atomic
 from ..stats import summarise
 from .document import _Heading, _Image, _Para, _render_html, _render_md
 from .figures import _draw_grid, _draw_scatter, _grid_filenames
@@ -73,7 +73,7 @@ def write_report(
     blocks += _identity_blocks(run, grids)
 
     for name, data in figures.items():
-        write_bytes_atomic(out / name, data)
+        write_bytes_atomic(child_path(out, name, what="figure name"), data)
     md_path, html_path = out / "report.md", out / "report.html"
     write_bytes_atomic(md_path, _render_md(blocks).encode("utf-8"))
     write_bytes_atomic(html_path, _render_html(blocks, title, figures).encode("utf-8"))
