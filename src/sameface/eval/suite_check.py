@@ -68,7 +68,9 @@ def check_suite_fields(path: Path, doc: dict) -> None:
         for i, item in enumerate(ids):
             if not isinstance(item, dict):
                 fail(f"identities[{i}] must be a mapping with name and photos")
-            _text(fail, f"identities[{i}].name", item.get("name"), MAX_NAME_CHARS)
+            _text(
+                fail, f"identities[{i}].name (an identity name)", item.get("name"), MAX_NAME_CHARS
+            )
             photos = item.get("photos")
             for j, p in enumerate(photos if isinstance(photos, list) else [photos]):
                 _text(fail, f"identities[{i}].photos[{j}]", p, 4096)
