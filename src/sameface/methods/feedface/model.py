@@ -10,13 +10,23 @@ and the base model stay frozen.
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ...adapters.control_blocks import SCALE_KEY, TOKENS_KEY, ControlBlocks
+from ...errors import ArtifactError
 from .config import FeedFaceConfig
+
+WEIGHTS_FILE = "feedface.safetensors"
+META_FILE = "feedface.json"
+FORMAT = "sameface.feedface"
+FORMAT_VERSION = 1
 
 
 class FeedFaceModel(nn.Module):
@@ -102,6 +112,90 @@ class FeedFaceModel(nn.Module):
             return {}
         return {TOKENS_KEY: tokens, SCALE_KEY: float(scale)}
 
+    # ---- persistence --------------------------------------------------------------------
+
+    def meta(self) -> dict:
+        """What `feedface.json` records (everything `load` checks)."""
+        from ... import __version__
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "method": "feedface",
+            "sameface_version": __version__,
+            "family": self.base.family,
+            "base": self.base.source,
+            "cross_attention_dim": self.cross_dim,
+            "feature_dim": self.feature_dim,
+            "clip_vision": self.vision.describe() if self.vision is not None else None,
+            "control_blocks": list(self.controls.names),
+            "config": self.config.to_dict(),
+        }
+
+    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write `feedface.safetensors` and `feedface.json` (last) into `folder`, atomically;
+        both carry one save id, so `load` refuses a folder mixing two saves."""
+        from safetensors.torch import save_file
+
+        from ...fileio import write_json_atomic, write_with
+
+        folder = Path(folder)
+        save_id = uuid.uuid4().hex
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tag = {"save_id": save_id, "format": FORMAT}
+        write_with(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata=tag))
+        write_json_atomic(folder / META_FILE, {**(extra or {}), **self.meta(), "save_id": save_id})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, base: Any, vision: Any = None) -> FeedFaceModel:
+        """Load a saved FeedFace model onto `base` (installs the control blocks), strictly.
+
+        Raises:
+            ArtifactError: files missing or from two saves, or made for another base family,
+                UNet layout or CLIP vision model.
+        """
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta = read_meta(folder)
+        if meta.get("family") != base.family:
+            raise ArtifactError(
+                f"{folder}: this FeedFace model was trained for a {meta.get('family')} base "
+                f"model, not {base.family}"
+            )
+        try:
+            config = FeedFaceConfig.from_dict(meta["config"])
+            feature_dim = int(meta["feature_dim"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{folder / META_FILE}: corrupt settings ({e})") from None
+        if vision is not None:
+            want = vision.vit_dim if config.clip_output == "hidden" else vision.clip_dim
+            if want != feature_dim:
+                raise ArtifactError(
+                    f"{folder}: CLIP vision model {vision.name} gives {want}-wide features, this "
+                    f"FeedFace model was trained on {feature_dim}"
+                )
+        path = folder / WEIGHTS_FILE
+        try:
+            with safe_open(str(path), "pt") as f:
+                tag = (f.metadata() or {}).get("save_id")
+            tensors = load_file(str(path))
+        except (OSError, SafetensorError) as e:
+            raise ArtifactError(f"{path}: cannot read ({e})") from None
+        if tag != meta.get("save_id"):
+            raise ArtifactError(f"{folder}: weights and {META_FILE} come from two different saves")
+        model = cls(base, config, vision=vision, feature_dim=feature_dim)
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError as e:
+            model.remove()
+            raise ArtifactError(
+                f"{path}: does not fit this base model's UNet ({str(e).splitlines()[0]})"
+            ) from None
+        return model
+
     # ---- attachment ---------------------------------------------------------------------
 
     def remove(self) -> None:
@@ -113,3 +207,22 @@ class FeedFaceModel(nn.Module):
 
     def __exit__(self, *exc: Any) -> None:
         self.remove()
+
+
+def read_meta(folder: str | os.PathLike) -> dict:
+    """The `feedface.json` of a saved FeedFace model."""
+    path = Path(folder) / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder}: not a FeedFace folder ({META_FILE} is missing)") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a FeedFace model file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format_version {meta.get('format_version')!r} is not supported "
+            f"(this sameface reads {FORMAT_VERSION})"
+        )
+    return meta
