@@ -17,6 +17,8 @@ from sameface.models import tiny_base_model
 
 # Few-step settings per method, so the matrix stays fast.
 FAST = {
+    # An untrained (freshly initialised) FeedFace on the tiny random CLIP vision model.
+    "feedface": {"adapter": "untrained", "clip_vision": "tiny-random"},
     "textual-inversion": {"steps": 4, "checkpoint_every": 2, "init": "face"},
     # An untrained (freshly initialised) small PuLID: encoder methods only encode here.
     "pulid": {
@@ -34,6 +36,7 @@ FAST = {
 }
 # One invalid setting per method: its config must refuse it with a ValueError.
 INVALID = {
+    "feedface": {"loss": "l1"},
     "textual-inversion": {"steps": 0},
     "pulid": {"stage": 0},
 }
@@ -131,6 +134,10 @@ def _pulid_train_kwargs() -> dict:
 
 
 TRAIN = {
+    "feedface": (
+        {"clip_vision": "tiny-random", "batch_size": 2, "steps": 4, "checkpoint_every": 3},
+        dict,
+    ),
     "pulid": (
         FAST["pulid"] | {"batch_size": 2, "steps": 4, "checkpoint_every": 3},
         _pulid_train_kwargs,

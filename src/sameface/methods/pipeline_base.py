@@ -31,10 +31,14 @@ class MethodPipeline:
 
     base: Any
     pipe: Any
+    placeholder: str = "<id>"
+    subject: str | None = None
+    """Encoder methods: what the text encoder reads where a prompt says `placeholder` (the
+    identity itself comes through the method's conditioning); None leaves prompts as written."""
 
     def text(self, prompt: str) -> str:
-        """The prompt as the text encoder reads it (default: unchanged)."""
-        return prompt
+        """The prompt as the text encoder reads it: the placeholder becomes `subject`, if set."""
+        return prompt if self.subject is None else prompt.replace(self.placeholder, self.subject)
 
     def check_prompts(self, prompts: list[str]) -> None:
         """Refuse prompts the method cannot use (default: accept all)."""

@@ -48,9 +48,6 @@ class FeedFaceConfig:
         guidance_scale: the paper's CFG scale s in ε = ε_c + s·(ε_c − ε_uc), with ε_c on text +
             faces and ε_uc on empty text + zero faces (5). In the usual diffusers convention
             ε_uc + w·(ε_c − ε_uc) this is w = s + 1.
-        face_guidance_scale: separate face scale (beyond the paper): None = the paper's joint
-            guidance; a value splits it as ε_uc + w_t·(ε_text − ε_uc) + w_f·(ε_c − ε_text) with
-            ε_text on text + zero faces, w_t = guidance_scale + 1, w_f = face_guidance_scale + 1.
         face_scale: strength of the control blocks' output (1 = as trained; < 1 loosens the
             identity in favour of the prompt).
         num_inference_steps: sampling steps (50).
@@ -82,7 +79,6 @@ class FeedFaceConfig:
     adapter: str | None = None
     max_references: int = 4
     guidance_scale: float = 5.0
-    face_guidance_scale: float | None = None
     face_scale: float = 1.0
     num_inference_steps: int = 50
     loss: str = "regularization"
@@ -128,9 +124,6 @@ class FeedFaceConfig:
             v = getattr(self, name)
             if not (v == v and 0 <= v < float("inf")):
                 problems.append(f"{name} must be a finite number >= 0")
-        fg = self.face_guidance_scale
-        if fg is not None and not (fg == fg and 0 <= fg < float("inf")):
-            problems.append("face_guidance_scale must be a finite number >= 0 or None")
         if self.resolution is not None and (self.resolution < 64 or self.resolution % 8):
             problems.append("resolution must be a multiple of 8 and at least 64")
         if problems:

@@ -135,28 +135,30 @@ class FeedFaceModel(nn.Module):
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write `feedface.safetensors` and `feedface.json` (last) into `folder`, atomically;
         both carry one save id, so `load` refuses a folder mixing two saves."""
-        from safetensors.torch import save_file
-
-        from ...fileio import write_json_atomic, write_with
+        from ...fileio import write_json_atomic
+        from ...tensorfile import save_safetensors
 
         folder = Path(folder)
         save_id = uuid.uuid4().hex
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tag = {"save_id": save_id, "format": FORMAT}
-        write_with(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata=tag))
+        save_safetensors(tensors, folder / WEIGHTS_FILE, {"save_id": save_id, "format": FORMAT})
         write_json_atomic(folder / META_FILE, {**(extra or {}), **self.meta(), "save_id": save_id})
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, base: Any, vision: Any = None) -> FeedFaceModel:
+    def load(
+        cls,
+        folder: str | os.PathLike,
+        base: Any,
+        vision: Any = None,
+    ) -> FeedFaceModel:
         """Load a saved FeedFace model onto `base` (installs the control blocks), strictly.
 
         Raises:
             ArtifactError: files missing or from two saves, or made for another base family,
                 UNet layout or CLIP vision model.
         """
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import load_file
+        from ...tensorfile import read_safetensors
 
         folder = Path(folder)
         meta = read_meta(folder)
@@ -178,13 +180,8 @@ class FeedFaceModel(nn.Module):
                     f"FeedFace model was trained on {feature_dim}"
                 )
         path = folder / WEIGHTS_FILE
-        try:
-            with safe_open(str(path), "pt") as f:
-                tag = (f.metadata() or {}).get("save_id")
-            tensors = load_file(str(path))
-        except (OSError, SafetensorError) as e:
-            raise ArtifactError(f"{path}: cannot read ({e})") from None
-        if tag != meta.get("save_id"):
+        tensors, tags = read_safetensors(path, device=str(base.device))
+        if tags.get("save_id") != meta.get("save_id"):
             raise ArtifactError(f"{folder}: weights and {META_FILE} come from two different saves")
         model = cls(base, config, vision=vision, feature_dim=feature_dim)
         try:

@@ -44,7 +44,8 @@ def train(
     config: FeedFaceConfig | None = None,
     out_dir: str | Path = "feedface",
     *,
-    vision: Any,
+    vision: Any = None,
+    init_from: str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
     context: Any = None,
@@ -56,7 +57,8 @@ def train(
         base: the `BaseModel` (frozen; the control blocks attach to its UNet and come off at the end).
         config: settings.
         out_dir: output folder; checkpoints go to `out_dir/checkpoints`.
-        vision: the frozen `ClipVision` face encoder.
+        vision: the frozen `ClipVision` face encoder; default loads `config.clip_vision`.
+        init_from: a trained FeedFace folder to continue from (fine-tuning).
         resume: continue from the newest checkpoint in `out_dir`.
         progress: show a progress bar (main process only).
         context: a `DistributedContext`; default from the environment (accelerate).
@@ -70,12 +72,16 @@ def train(
     ctx = context or distributed_context()
     data = FaceDataset(data_dir)
     expand = _dataset_expand(data_dir)
+    if vision is None:
+        from ...models.clip_vision import ClipVision
+
+        vision = ClipVision.load(cfg.clip_vision, device=base.device)
     out = Path(out_dir)
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.process_index)
     run = TrainingRun(
         "feedface",
         out / "checkpoints",
-        fingerprint=_fingerprint(cfg, data, base),
+        fingerprint=_fingerprint(cfg, data, base, init_from),
         rngs={"rng": generator},
         checkpoint_every=cfg.checkpoint_every,
         log_file=out / "train_log.jsonl",
@@ -88,7 +94,11 @@ def train(
     ctx.wait()
 
     with contextlib.ExitStack() as stack:
-        model = FeedFaceModel(base, cfg, vision=vision)
+        if init_from is not None:
+            model = FeedFaceModel.load(init_from, base, vision)
+            model.config = cfg  # this run's settings; shapes come from the saved model
+        else:
+            model = FeedFaceModel(base, cfg, vision=vision)
         stack.callback(model.remove)  # the base UNet is given back without our hooks
         stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
         params = [p for p in model.parameters() if p.requires_grad]
@@ -197,8 +207,10 @@ def _dataset_expand(data_dir: str | Path) -> float:
         return FACE_EXPAND
 
 
-def _fingerprint(cfg: FeedFaceConfig, data: Any, base: Any) -> str:
+def _fingerprint(cfg: FeedFaceConfig, data: Any, base: Any, init_from: Any) -> str:
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
     return fingerprint(
-        settings, json.dumps([s["id"] for s in data.samples]), f"{base.family}:{base.source}"
+        settings,
+        json.dumps([s["id"] for s in data.samples]),
+        f"{base.family}:{base.source}:{init_from}",
     )

@@ -116,10 +116,6 @@ class PuLIDPipeline(MethodPipeline):
         )
         return cls(base, cond, uncond, meta["adapter"], meta)
 
-    def text(self, prompt: str) -> str:
-        """The prompt as the text encoder reads it: the placeholder becomes the subject."""
-        return prompt.replace(self.placeholder, self.subject)
-
     def __call__(
         self,
         prompt: str | list[str],
