@@ -34,9 +34,11 @@ def world_evaluator(world: Any) -> Evaluator:
 def unavailable_reason(world: Any, method: str) -> str | None:
     """Why `method` cannot run in `world`, or None when it can (a method with a world recipe
     needs its parts trained there: `sameface world <method>`)."""
-    from ..methods import world_recipes
+    from ..methods import get_method, world_recipes
 
     recipe = world_recipes().get(method)
+    if recipe is None and get_method(method).trains:
+        return f"{method} has no world recipe yet: its encoder is not trained in the world"
     if recipe is not None and recipe.trained(world.folder) is None:
         folder = Path(world.folder) / recipe.folder
         return f"no trained {recipe.what} in this world ({folder} is missing; `sameface world {method}`)"
