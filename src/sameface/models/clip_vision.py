@@ -196,8 +196,8 @@ def _load_model(spec: str, path: Path, dtype: torch.dtype) -> Any:
         config = CLIPVisionConfig(**vision)
     else:
         config = CLIPVisionConfig.from_pretrained(str(path), local_files_only=True)
-    from ...errors import ModelError
-    from ...tensorfile import check_header
+    from ..errors import ModelError
+    from ..tensorfile import check_header
 
     for weights in sorted(Path(path).glob("*.safetensors")):
         check_header(weights, ModelError)  # crafted headers end here, not inside transformers
