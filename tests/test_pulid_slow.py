@@ -10,6 +10,7 @@ import torch
 from sameface.identity import Identity
 from sameface.methods.pulid import ClipVision, PuLIDConfig, PuLIDModel, PuLIDPipeline, personalize
 from sameface.models import real_config_base_model
+from tests.conftest import sdxl_train_dtype
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ def clip_vit_l_336(dtype: torch.dtype) -> ClipVision:
 
 
 @pytest.mark.parametrize(
-    ("family", "dtype", "width"), [("sd1", torch.float32, 768), ("sdxl", torch.bfloat16, 2048)]
+    ("family", "dtype", "width"), [("sd1", torch.float32, 768), ("sdxl", sdxl_train_dtype(), 2048)]
 )
 def test_released_shape_on_the_real_architecture(tmp_path, obama, family, dtype, width):
     ident = Identity.from_images([obama], square_size=64, mask_method="landmarks")

@@ -13,13 +13,14 @@ from sameface.methods.textual_inversion import (
 )
 from sameface.methods.textual_inversion.artifact import load_embeddings
 from sameface.models import real_config_base_model
+from tests.conftest import sdxl_train_dtype
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
     ("family", "dtype", "dims"),
-    [("sd1", torch.float32, [768]), ("sdxl", torch.bfloat16, [768, 1280])],
+    [("sd1", torch.float32, [768]), ("sdxl", sdxl_train_dtype(), [768, 1280])],
 )
 def test_two_steps_on_the_real_architecture(tmp_path, obama, family, dtype, dims):
     ident = Identity.from_images([obama], square_size=64, mask_method="landmarks")
