@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointManager
 from .ema import Ema
-from .run import Phase, TrainingRun, fingerprint, loss_summary
+from .run import Phase, TrainingRun, adamw, dataset_run, fingerprint, loss_summary
 from .state import (
     generator_from_state,
     optimizer_state_dict_to_tensors,
@@ -14,6 +14,8 @@ __all__ = [
     "Ema",
     "Phase",
     "TrainingRun",
+    "adamw",
+    "dataset_run",
     "fingerprint",
     "generator_from_state",
     "loss_summary",

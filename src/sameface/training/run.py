@@ -481,6 +481,50 @@ def loss_summary(log: list[dict], tail: int = 50) -> dict:
     return out | {"steps": len(log), "non_finite_steps": len(log) - len(finite)}
 
 
+def dataset_run(
+    desc: str,
+    out: str | Path,
+    config: Any,
+    fingerprint: str,
+    context: DistributedContext,
+    *,
+    resume: bool,
+    progress: bool,
+) -> tuple[TrainingRun, torch.Generator]:
+    """The run of an encoder method's training on a dataset, and its batch stream.
+
+    Each process draws its batches from its own stream (`config.seed` · 1000 + process
+    index); checkpoints go to `out/checkpoints` every `config.checkpoint_every` steps and the
+    log to `out/train_log.jsonl` every `config.log_every`. Without `resume` the old
+    checkpoints are cleared first (the main process; the others wait for it).
+    """
+    generator = torch.Generator().manual_seed(config.seed * 1000 + context.process_index)
+    out = Path(out)
+    run = TrainingRun(
+        desc,
+        out / "checkpoints",
+        fingerprint=fingerprint,
+        rngs={"rng": generator},
+        checkpoint_every=config.checkpoint_every,
+        log_file=out / "train_log.jsonl",
+        log_every=config.log_every,
+        context=context,
+        progress=progress,
+    )
+    if not resume:
+        run.clear()
+    context.wait()
+    return run, generator
+
+
+def adamw(module: torch.nn.Module, config: Any) -> torch.optim.AdamW:
+    """AdamW over `module`'s trainable parameters with `config`'s learning rate, betas and decay."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
+    )
+
+
 def fingerprint(settings: Mapping[str, Any], *parts: bytes | str) -> str:
     """A short hash of a run's settings (JSON) and other parts (data, base model) to match on resume."""
     import hashlib
@@ -498,6 +542,8 @@ __all__ = [
     "TorchGeneratorStream",
     "TorchGlobalStream",
     "TrainingRun",
+    "adamw",
+    "dataset_run",
     "fingerprint",
     "loss_summary",
 ]

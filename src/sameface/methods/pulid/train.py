@@ -24,7 +24,7 @@ import torch
 from ...errors import SamefaceError
 from ...losses import alignment_loss, diffusion_target, face_id_loss, l_simple, sample_timesteps
 from ...models.text import encode_prompts
-from ...training import Phase, TrainingRun, fingerprint, loss_summary
+from ...training import Phase, adamw, dataset_run, fingerprint, loss_summary
 from ...training.distributed import distributed_context
 from ...training.few_step import generate_x0
 from ...training.frozen import frozen_base, training_scheduler
@@ -82,21 +82,15 @@ def train(
         vision = ClipVision.load(cfg.clip_vision, device=base.device)
     out = Path(out_dir)
     # Each process draws its own batches from its own stream; all restart identically.
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.process_index)
-    run = TrainingRun(
+    run, generator = dataset_run(
         f"pulid stage {cfg.stage}",
-        out / "checkpoints",
-        fingerprint=_fingerprint(cfg, data, base, init_from),
-        rngs={"rng": generator},
-        checkpoint_every=cfg.checkpoint_every,
-        log_file=out / "train_log.jsonl",
-        log_every=cfg.log_every,
-        context=ctx,
+        out,
+        cfg,
+        _fingerprint(cfg, data, base, init_from),
+        ctx,
+        resume=resume,
         progress=progress,
     )
-    if not resume:
-        run.clear()
-    ctx.wait()
 
     with contextlib.ExitStack() as stack:
         if init_from is not None:
@@ -106,10 +100,7 @@ def train(
             model = PuLIDModel(base, cfg, vision=vision)
         stack.callback(model.remove)  # the base UNet gets its own processors back
         stack.enter_context(frozen_base(base, gradient_checkpointing=cfg.gradient_checkpointing))
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
-        )
+        optimizer = adamw(model, cfg)
         step = _step_fn(cfg, model, base, data, generator)
         run.add_phase(
             Phase(
