@@ -87,9 +87,8 @@ def test_sdxl_two_encoders_of_different_widths():
         assert not torch.equal(a[0], a[1])  # each sample its own pseudo-words
         with tokens.given({"<id>": [v[:1] for v in vecs]}):
             b, _ = encode_prompts(base, prompts, tokenizers=tokens.tokenizers)
-        assert torch.equal(b[0], b[1]) and torch.allclose(
-            b[0], a[0], atol=1e-6
-        )  # one row broadcasts
+        # one row broadcasts (rows of a batched matmul agree to float rounding only)
+        assert torch.allclose(b[0], b[1], atol=1e-6) and torch.allclose(b[0], a[0], atol=1e-6)
         with (
             pytest.raises(ValueError, match="per-sample vectors"),
             tokens.given({"<id>": [torch.randn(3, 2, d) for d in tokens.dims]}),
