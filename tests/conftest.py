@@ -103,3 +103,21 @@ def sdxl_train_dtype():
     except (AttributeError, RuntimeError):
         native = False
     return torch.bfloat16 if native else torch.float32
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A tiny world (`BuildConfig.tiny()`), built once per session; method recipes publish
+    their trained parts into it side by side (WORLD/pulid, WORLD/feedface)."""
+    import torch
+
+    from sameface.world.build import BuildConfig, build_world
+    from sameface.world.world import World
+
+    out = tmp_path_factory.mktemp("tiny-world")
+    # The build sets torch to every core; on a shared 2-core machine one thread is ~8x
+    # faster (see _set_threads), so keep the tests' single thread.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "set_num_threads", lambda n: None)
+        build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
+    return World.load(out)

@@ -13,7 +13,6 @@ import torch
 import yaml
 
 from sameface.errors import SamefaceError
-from sameface.faces.types import Face
 from sameface.methods.pulid import ClipVision, PuLIDConfig
 from sameface.methods.pulid.world import (
     DEFAULT_STAGES,
@@ -23,6 +22,7 @@ from sameface.methods.pulid.world import (
 )
 from sameface.world.recipes import anonymous_identities
 from sameface.world.recipes import render_face_dataset as prepare_world_pulid_data
+from tests.world_helpers import TruthDetector
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"vit_layers": [1, 2], "batch_size": 2, "checkpoint_every": 1, "log_every": 1}
@@ -30,17 +30,8 @@ TINY = {"vit_layers": [1, 2], "batch_size": 2, "checkpoint_every": 1, "log_every
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from sameface.world.build import BuildConfig, build_world
-    from sameface.world.world import World
-
-    out = tmp_path_factory.mktemp("world")
-    # The build sets torch to every core; on a shared 2-core machine one thread is ~8x
-    # faster (conftest), so keep the tests' single thread.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(torch, "set_num_threads", lambda n: None)
-        build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
-    return World.load(out)
+def world(tiny_world):
+    return tiny_world
 
 
 def _train_tiny(world, work, log):
@@ -63,18 +54,6 @@ def trained(world, tmp_path_factory):
     work = tmp_path_factory.mktemp("pulid")
     adapter = _train_tiny(world, work, lambda s: None)
     return work, adapter
-
-
-class TruthDetector:
-    """Returns each rendered image's ground-truth face (the tiny world's detector is untrained)."""
-
-    def __init__(self, renders):
-        self.faces = [
-            (r.image, Face(bbox=tuple(r.box), landmarks=r.landmarks, score=1.0)) for r in renders
-        ]
-
-    def detect(self, image):
-        return [f for im, f in self.faces if np.abs(im.astype(int) - image).mean() < 4][:1]
 
 
 def _renders(world, n, seed=0):

@@ -88,6 +88,7 @@ def render_face_dataset(
             caption=write_caption(PERSON, ctx, rng=rng),
             landmarks=r.landmarks,
             score=1.0,
+            box=r.box,
         )
     summary = {
         "settings": {"resolution": size, "expand": None, "source": "rendered world portraits"},
@@ -111,6 +112,90 @@ def _check_same_source(out: Path, source: dict) -> None:
         )
 
 
+def parse_settings(items: list[str] | None, example: str = "batch_size=4") -> dict:
+    """`--set KEY=VALUE` options as a settings dict (values read as YAML: numbers, lists, ...)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SamefaceError(f"--set takes KEY=VALUE, e.g. --set {example}, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    return out
+
+
+def add_recipe_arguments(p: Any, *, work: str, images: int, config: str) -> None:
+    """The options every world recipe command takes: --world, --work, --images, --set, --quiet."""
+    p.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
+    p.add_argument("--work", metavar="DIR", help=f"data and training outputs (default {work})")
+    p.add_argument("--images", type=int, help=f"training portraits to render (default {images})")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help=f"a setting over {config}'s, e.g. --set batch_size=4",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def publish_trained(
+    src: str | os.PathLike,
+    world_folder: str | os.PathLike,
+    name: str,
+    meta_file: str,
+    files: tuple[str, ...],
+    rewrite: Any,
+    *,
+    half: bool = False,
+) -> Path:
+    """Copy a trained folder into `WORLD/name` atomically, its JSON record passed through
+    `rewrite(meta) -> meta` (record the base, CLIP, world relative to the folder, e.g.
+    "../base", so the world folder can move). `half`: store the float tensors of `files`
+    (safetensors) as float16, to keep a shipped world small (loading casts them back)."""
+    import shutil
+
+    from ..fileio import write_folder_atomic
+
+    src = Path(src)
+    meta = rewrite(json.loads((src / meta_file).read_text()))
+
+    def write(tmp: Path) -> None:
+        for f in files:
+            if half:
+                _save_half(src / f, tmp / f)
+            else:
+                shutil.copy2(src / f, tmp / f)
+        (tmp / meta_file).write_text(json.dumps(meta, indent=1) + "\n")
+
+    return write_folder_atomic(Path(world_folder) / name, write)
+
+
+def _save_half(src: Path, dst: Path) -> None:
+    from ..tensorfile import read_safetensors, save_safetensors
+
+    tensors, tags = read_safetensors(src)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_safetensors(half, dst, tags)
+
+
+def trained_in_world(
+    world_dir: str | os.PathLike | None, name: str, meta_file: str, what: str, command: str
+) -> Path:
+    """A world's trained folder `WORLD/name` (holding `meta_file`).
+
+    Raises:
+        ModelNotFoundError: the world has none yet (the message says how to train it).
+    """
+    from ..errors import ModelNotFoundError
+    from .world import resolve_world
+
+    folder = resolve_world(world_dir) / name
+    if not (folder / meta_file).is_file():
+        raise ModelNotFoundError(
+            f"{folder.parent} has no {what}; train one with `{command} --world {folder.parent}`"
+        )
+    return folder
+
+
 def record_time(work: str | os.PathLike, key: str, seconds: float, **info: Any) -> None:
     """Add `key`'s wall time (and the thread count, and `info`) to `work/timings.json`."""
     import torch
@@ -123,4 +208,12 @@ def record_time(work: str | os.PathLike, key: str, seconds: float, **info: Any) 
     write_json_atomic(path, times)
 
 
-__all__ = ["anonymous_identities", "record_time", "render_face_dataset"]
+__all__ = [
+    "add_recipe_arguments",
+    "anonymous_identities",
+    "parse_settings",
+    "publish_trained",
+    "record_time",
+    "render_face_dataset",
+    "trained_in_world",
+]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -162,20 +161,16 @@ def _finished(folder: Path, cfg: Any) -> bool:
 def publish_adapter(stage_folder: str | os.PathLike, world_folder: str | os.PathLike) -> Path:
     """Copy a trained PuLID folder to `WORLD/pulid/` (atomically), its base, CLIP and world
     recorded relative to it ("../base", "../clip", ".."), so the world folder can move."""
-    from ...fileio import write_folder_atomic
+    from ...world.recipes import publish_trained
 
-    src = Path(stage_folder)
-    meta = json.loads((src / "pulid.json").read_text())
-    meta["base"] = "../base"
-    meta["clip_vision"] = dict(meta.get("clip_vision") or {}) | {"name": "../clip"}
-    meta["config"] = dict(meta["config"]) | {"clip_vision": "../clip", "world": ".."}
+    def rewrite(meta: dict) -> dict:
+        meta["base"] = "../base"
+        meta["clip_vision"] = dict(meta.get("clip_vision") or {}) | {"name": "../clip"}
+        meta["config"] = dict(meta["config"]) | {"clip_vision": "../clip", "world": ".."}
+        return meta
 
-    def write(tmp: Path) -> None:
-        for name in ("adapter.safetensors", "encoder.safetensors"):
-            shutil.copy2(src / name, tmp / name)
-        (tmp / "pulid.json").write_text(json.dumps(meta, indent=1) + "\n")
-
-    return write_folder_atomic(Path(world_folder) / PULID_DIR, write)
+    files = ("adapter.safetensors", "encoder.safetensors")
+    return publish_trained(stage_folder, world_folder, PULID_DIR, "pulid.json", files, rewrite)
 
 
 def world_pulid_adapter(world_dir: str | os.PathLike | None = None) -> Path:
@@ -184,41 +179,33 @@ def world_pulid_adapter(world_dir: str | os.PathLike | None = None) -> Path:
     Raises:
         ModelNotFoundError: the world has none yet.
     """
-    from ...errors import ModelNotFoundError
-    from ...world.world import resolve_world
+    from ...world.recipes import trained_in_world
 
-    folder = resolve_world(world_dir) / PULID_DIR
-    if not (folder / "pulid.json").is_file():
-        raise ModelNotFoundError(
-            f"{folder.parent} has no PuLID adapter; train one with "
-            f"`sameface world pulid --world {folder.parent}`"
-        )
-    return folder
+    return trained_in_world(
+        world_dir, PULID_DIR, "pulid.json", "PuLID adapter", "sameface world pulid"
+    )
 
 
 # ---- `sameface world pulid` and the world bench ---------------------------------------------
 
 
 def _add_arguments(p: Any) -> None:
-    p.add_argument("--world", metavar="DIR", help="world folder (default: the shipped world)")
-    p.add_argument("--work", metavar="DIR", help="data and stage outputs (default WORLD/.pulid)")
+    from ...world.recipes import add_recipe_arguments
+
+    add_recipe_arguments(
+        p, work="WORLD/.pulid", images=DEFAULT_IMAGES, config="configs/pulid/world.yaml"
+    )
     p.add_argument(
         "--stage", type=int, choices=[1, 2, 3], action="append",
         help="train only this stage (repeatable; default 1, 2 and 3)",
     )  # fmt: skip
-    p.add_argument("--images", type=int, help="training portraits to render (default 3000)")
     p.add_argument(
         "--steps", action="append", metavar="STAGE=N", help="steps of a stage, e.g. --steps 1=800"
     )
-    p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
-        help="a PuLID setting over configs/pulid/world.yaml's, e.g. --set batch_size=4",
-    )  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _run(args: Any) -> Path:
-    import yaml
+    from ...world.recipes import parse_settings
 
     stage_overrides: dict[int, dict] = {}
     for item in args.steps or []:
@@ -226,19 +213,13 @@ def _run(args: Any) -> Path:
         if not (stage.isdigit() and n.isdigit()):
             raise SamefaceError(f"--steps takes STAGE=N, e.g. --steps 1=400, got {item!r}")
         stage_overrides[int(stage)] = {"steps": int(n)}
-    overrides = {}
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SamefaceError(f"--set takes KEY=VALUE, e.g. --set batch_size=4, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = yaml.safe_load(raw)
     out = train_world_pulid(
         args.world,
         args.work,
         stages=sorted(set(args.stage or DEFAULT_STAGES)),
         progress=not args.quiet,
         n_images=args.images or DEFAULT_IMAGES,
-        overrides=overrides,
+        overrides=parse_settings(args.set),
         stage_overrides=stage_overrides,
     )
     print(f"PuLID adapter written to {out}; use it with --method pulid --adapter {out}")
