@@ -67,6 +67,32 @@ class Identity:
         out = self.meta.get("outliers")
         return [i for i in out if isinstance(i, int)] if isinstance(out, list) else []
 
+    def face_squares(self, expand: float = 1.1) -> np.ndarray:
+        """Square crops of each photo's face box expanded `expand`× (FeedFace's face view).
+
+        The same as `squares` when they were cut that way; otherwise (e.g. whole-image squares)
+        cut out of `squares` around the face box, resized to the squares' side. Identities
+        saved before the square's box was recorded give `squares` unchanged.
+
+        Returns:
+            (N, S, S, 3) uint8.
+        """
+        from .faces.align import square_crop
+
+        if self.meta.get("square_expand") == expand:
+            return self.squares
+        side = self.squares.shape[1]
+        photos = self.meta.get("photos", [])
+        if len(photos) != len(self.squares) or any("square_box" not in p for p in photos):
+            return self.squares
+        out = []
+        for square, bbox, photo in zip(self.squares, self.bboxes, photos, strict=True):
+            sq_box = photo["square_box"]
+            scale = side / (sq_box[2] - sq_box[0])
+            box = (np.asarray(bbox, np.float64).reshape(2, 2) - sq_box[:2]).ravel() * scale
+            out.append(square_crop(square, tuple(box), expand=expand, size=side)[0])
+        return np.stack(out)
+
     @classmethod
     def from_images(
         cls,

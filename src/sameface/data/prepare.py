@@ -210,6 +210,7 @@ def _prepare(
             caption=caption_for(path, src, captions, cfg.default_caption),
             landmarks=lm_crop,
             score=face.score,
+            box=(np.asarray(face.bbox, np.float64).reshape(2, 2) - box[:2]).ravel() * scale,
         )
         next_id += 1
         counts["kept"] += 1
@@ -257,6 +258,7 @@ def write_sample(
     caption: str,
     landmarks: np.ndarray,
     score: float,
+    box: Any = None,
 ) -> str:
     """Write one sample's files, then its index line (last, so a killed run leaves no half sample).
 
@@ -271,6 +273,8 @@ def write_sample(
         caption: the training caption.
         landmarks: (5, 2) face landmarks in the crop's pixels.
         score: detector confidence.
+        box: the face box (x0, y0, x1, y1) in the crop's pixels (FeedFace cuts its face view
+            around it); datasets written before it existed have none.
 
     Returns:
         The sample id.
@@ -290,7 +294,8 @@ def write_sample(
             "caption": caption,
             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in landmarks],
             "score": round(float(score), 4),
-        },
+        }
+        | ({} if box is None else {"box": [round(float(v), 2) for v in box]}),
     )
     return sid
 
@@ -337,6 +342,17 @@ class FaceDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def empty_masks(self) -> list[str]:
+        """Ids of the samples whose face mask has no face pixel (a mask loss would give their
+        face nothing to learn from)."""
+        from ..imageio import load_image
+
+        return [
+            rec["id"]
+            for rec in self.samples
+            if not (load_image(self.folder / "masks" / f"{rec['id']}.png")[:, :, 0] >= 128).any()
+        ]
+
     def __getitem__(self, i: int) -> dict:
         from safetensors.numpy import load_file
 
@@ -354,4 +370,5 @@ class FaceDataset:
             ],
             "caption": rec["caption"],
             "landmarks": np.asarray(rec["landmarks"], np.float32),
+            "box": None if rec.get("box") is None else np.asarray(rec["box"], np.float32),
         }

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..spec import MethodSpec
 from .config import FeedFaceConfig
+from .world import RECIPE
 
 METHOD = MethodSpec(
     name="feedface",
@@ -20,7 +21,8 @@ METHOD = MethodSpec(
     pipeline_cls=f"{__name__}.pipeline:FeedFacePipeline",
     train=f"{__name__}.train:train",
     trained_meta="feedface.json",
-    generate_options={"face_scale": "face_scale"},
+    generate_options={"face_scale": "face_scale", "face_guidance_scale": "face_guidance_scale"},
+    world=RECIPE,
 )
 
 

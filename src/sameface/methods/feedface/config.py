@@ -13,6 +13,8 @@ from ...adapters.control_blocks import INITS as CONTROL_INITS
 from ...losses.masked import MASK_LOSSES
 
 CLIP_OUTPUTS = ("hidden", "pooled")
+FACE_EXPAND = 1.1
+"""FeedFace's face view: the face box expanded 1.1× and squared (seed 002, appendix A)."""
 UNTRAINED = "untrained"
 """`adapter` value that makes `personalize` use a freshly initialised model (tests, smoke runs)."""
 
@@ -50,6 +52,9 @@ class FeedFaceConfig:
             ε_uc + w·(ε_c − ε_uc) this is w = s + 1.
         face_scale: strength of the control blocks' output (1 = as trained; < 1 loosens the
             identity in favour of the prompt).
+        face_guidance_scale: the face's own guidance scale w_f in ε_uc + w·(ε_t − ε_uc) +
+            w_f·(ε_c − ε_t), ε_t = prompt + zero face (beyond the paper; docs/feedface.md);
+            None = w, the paper's joint CFG; 0 = text-only CFG.
         num_inference_steps: sampling steps (50).
 
     Training (seed §2.2 and B.2):
@@ -80,6 +85,7 @@ class FeedFaceConfig:
     max_references: int = 4
     guidance_scale: float = 5.0
     face_scale: float = 1.0
+    face_guidance_scale: float | None = None
     num_inference_steps: int = 50
     loss: str = "regularization"
     standard_loss_prob: float = 0.1
@@ -124,6 +130,9 @@ class FeedFaceConfig:
             v = getattr(self, name)
             if not (v == v and 0 <= v < float("inf")):
                 problems.append(f"{name} must be a finite number >= 0")
+        w_f = self.face_guidance_scale
+        if w_f is not None and not (w_f == w_f and 0 <= w_f < float("inf")):
+            problems.append("face_guidance_scale must be a finite number >= 0")
         if self.resolution is not None and (self.resolution < 64 or self.resolution % 8):
             problems.append("resolution must be a multiple of 8 and at least 64")
         if problems:

@@ -1,8 +1,8 @@
 """Personalise with FeedFace: encode the reference faces with a trained FeedFace model.
 
 FeedFace is tuning-free (seed 002): after its one-time training (`train.py`) a new person needs
-only a forward pass of the face encoder. Each reference photo's face crop (the identity's
-1.1× square crops) becomes CLIP features and then face tokens; several photos are concatenated
+only a forward pass of the face encoder. Each reference photo's face crop (the face box
+expanded 1.1× and squared, `Identity.face_squares`) becomes CLIP features and then face tokens; several photos are concatenated
 along the sequence (B.3.1). The tokens are cached in the artifact `FeedFacePipeline` reads.
 """
 
@@ -21,7 +21,7 @@ from ...identity import check_destination
 from ...models.clip_vision import ClipVision
 from ..encoded import save_encoded
 from ..trained import recorded_path
-from .config import UNTRAINED, FeedFaceConfig
+from .config import FACE_EXPAND, UNTRAINED, FeedFaceConfig
 from .model import FeedFaceModel, read_meta
 
 TOKENS_FILE = "face_tokens.safetensors"
@@ -46,7 +46,8 @@ def personalize(
         identity: a `sameface.Identity` (its square crops are the reference faces).
         base: the `BaseModel` FeedFace was trained for (left as it was given).
         config: settings; read here: `adapter` (the trained folder, or "untrained" for a fresh
-            model: tests and smoke runs), `max_references`, `face_scale`, `guidance_scale`.
+            model: tests and smoke runs), `max_references`, `face_scale`, `guidance_scale`,
+            `face_guidance_scale`.
         out_dir: artifact folder.
         base_spec: how to load `base` again (recorded so `generate` can find it).
         bank, resume, progress: unused (encoding is one forward pass).
@@ -77,7 +78,7 @@ def personalize(
             vision = ClipVision.load(recorded_path(folder, spec), device=base.device)
         model = FeedFaceModel.load(folder, base, vision)
     with model:  # the control blocks come off the UNet on the way out
-        faces = face_tensor(identity.squares[: cfg.max_references])
+        faces = face_tensor(identity.face_squares(FACE_EXPAND)[: cfg.max_references])
         with torch.no_grad():
             cond = model.tokens(model.features(faces.to(base.device)))
         saved = read_meta(folder)
@@ -98,6 +99,7 @@ def personalize(
         "num_tokens": int(cond.shape[1]),
         "face_scale": cfg.face_scale,
         "guidance_scale": cfg.guidance_scale,
+        "face_guidance_scale": cfg.face_guidance_scale,
         "tokens_file": TOKENS_FILE,
         "identity": {
             "photos": identity.num_photos,

@@ -6,16 +6,27 @@ The paper writes ε = ε_c + s·(ε_c − ε_uc) with s = 5: the same with w = s
 the default `guidance_scale` here (diffusers' convention, like every sameface pipeline).
 `face_scale` multiplies the control blocks' output: 1 as trained, lower to loosen the
 identity in favour of the prompt, 0 for the base model's images exactly.
+
+Beyond the paper, the text and the face get their own guidance scales
+(`adapters.split_guidance`):
+
+    ε = ε_uc + w·(ε_t − ε_uc) + w_f·(ε_c − ε_t),   ε_t: prompt + zero face
+
+`face_guidance_scale` w_f defaults to w, which is the paper's joint CFG above; a smaller w_f
+gives the prompt more say, a larger one the face, and w_f = 0 is text-only CFG.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ...adapters.control_blocks import TOKENS_KEY
+from ...adapters.split_guidance import SplitGuidance
 from ...errors import ArtifactError
 from ..encoded import load_encoded
 from ..pipeline_base import MethodPipeline, cfg_batch
@@ -73,6 +84,7 @@ class FeedFacePipeline(MethodPipeline):
         self.cond = cond.to(base.device)
         self.face_scale = float(meta.get("face_scale", 1.0))
         self.guidance = float(meta.get("guidance_scale", 5.0)) + 1.0
+        self.face_guidance = meta.get("face_guidance_scale")
         self.pipe = base.as_pipeline()
         self.pipe.set_progress_bar_config(disable=None)
 
@@ -113,6 +125,7 @@ class FeedFacePipeline(MethodPipeline):
         width: int | None = None,
         output_type: str = "pil",
         face_scale: float | None = None,
+        face_guidance_scale: float | None = None,
         **unsupported: Any,
     ) -> GenerationOutput:
         """Generate images of the identity.
@@ -128,32 +141,55 @@ class FeedFacePipeline(MethodPipeline):
             height, width: image size; default the base model's resolution.
             output_type: "pil" or "np".
             face_scale: strength of the control blocks; default the artifact's (1.0).
+            face_guidance_scale: w_f, the face's own guidance scale (see the module's
+                docstring); default the artifact's, else `guidance_scale` (joint CFG, the
+                paper's). Costs half a
+                UNet batch more per step when it differs.
             unsupported: refused with a clear error (options of other methods).
         """
-        from ...limits import MAX_ID_SCALE, check_scale
+        from ...limits import MAX_GUIDANCE, MAX_ID_SCALE, check_scale
 
         scale = check_scale(
             "face_scale", self.face_scale if face_scale is None else face_scale, MAX_ID_SCALE
         )
+        guidance = self.guidance if guidance_scale is None else guidance_scale
+        split = contextlib.nullcontext()
+        if face_guidance_scale is None:
+            face_guidance_scale = self.face_guidance
+        if face_guidance_scale is not None:
+            w_f = check_scale("face_guidance_scale", face_guidance_scale, MAX_GUIDANCE)
+            if not self.do_cfg(guidance):
+                raise ValueError(
+                    "face_guidance_scale needs classifier-free guidance (guidance_scale > 1)"
+                )
+            if w_f != guidance:
+                split = SplitGuidance(self.base.unet, w_f / guidance, self._face_off)
 
         def face_kwargs(n: int, guidance: float) -> dict:
             cond = self.cond.expand(n, -1, -1)
             tokens = cfg_batch(torch.zeros_like(cond), cond, self.do_cfg(guidance))
             return {"cross_attention_kwargs": self.model.cross_attention_kwargs(tokens, scale)}
 
-        return self.generate(
-            prompt,
-            negative_prompt,
-            num_inference_steps,
-            guidance_scale,
-            generator,
-            num_images_per_prompt,
-            height,
-            width,
-            output_type,
-            extra=face_kwargs,
-            unsupported=unsupported,
-        )
+        with split:
+            return self.generate(
+                prompt,
+                negative_prompt,
+                num_inference_steps,
+                guidance_scale,
+                generator,
+                num_images_per_prompt,
+                height,
+                width,
+                output_type,
+                extra=face_kwargs,
+                unsupported=unsupported,
+            )
+
+    @staticmethod
+    def _face_off(cross_attention_kwargs: dict) -> dict:
+        """The same call with the zero face (the unconditional face condition, B.2)."""
+        tokens = cross_attention_kwargs[TOKENS_KEY]
+        return cross_attention_kwargs | {TOKENS_KEY: torch.zeros_like(tokens)}
 
     def close(self) -> None:
         """Take the control blocks off: the base UNet computes exactly what it did before."""

@@ -28,11 +28,8 @@ from ...training import Phase, adamw, dataset_run, fingerprint, loss_summary
 from ...training.distributed import distributed_context
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import to_tensor_images, to_tensor_masks
-from .config import FeedFaceConfig
+from .config import FACE_EXPAND, FeedFaceConfig
 from .model import FeedFaceModel
-
-FACE_EXPAND = 1.1
-"""FeedFace's face box expansion (seed 002, appendix A)."""
 
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "learning_rate", "mixed_precision")
@@ -71,6 +68,8 @@ def train(
     cfg = config or FeedFaceConfig()
     ctx = context or distributed_context()
     data = FaceDataset(data_dir)
+    if cfg.loss != "standard":
+        _check_masks(data)
     expand = _dataset_expand(data_dir)
     if vision is None:
         from ...models.clip_vision import ClipVision
@@ -148,7 +147,7 @@ def _step_fn(
                 torch.Generator(dev.type).manual_seed(noise_seed)
             )
             latents = latents.float() * base.vae.config.scaling_factor
-            feats = model.features(face_views(crops, expand)[:, None])
+            feats = model.features(face_views(batch, expand)[:, None])
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(noise_seed))
         noisy = scheduler.add_noise(latents, noise.to(latents), t.to(latents.device)).to(dev, dtype)
         mask = to_tensor_masks(np.stack([b["mask"] for b in batch]), latents.shape[-1]).to(dev)
@@ -172,20 +171,47 @@ def _step_fn(
     return step
 
 
-def face_views(crops: np.ndarray, expand: float) -> torch.Tensor:
-    """FeedFace's 1.1× face box out of square crops made with box expansion `expand`.
+def face_views(batch: list[dict], expand: float) -> torch.Tensor:
+    """FeedFace's 1.1× face square (appendix A) of each sample, at the crop's side.
 
-    Both boxes are squares about the face box's centre, so the face box is the centred
-    1.1/expand of the crop (exact unless the crop was clipped at the photo's border).
+    Cut around the sample's face box when the dataset records one (rendered world data, new
+    `sameface data prepare` output); otherwise the crop was itself cut around the face box
+    with expansion `expand`, so the face square is its centred 1.1/expand part (exact unless
+    the crop was clipped at the photo's border).
 
     Returns:
         (B, 3, S, S) float RGB in [0, 1].
     """
-    side = crops.shape[1]
-    keep = min(side, max(8, round(side * FACE_EXPAND / expand)))
-    lo = (side - keep) // 2
-    views = crops[:, lo : lo + keep, lo : lo + keep]
-    return torch.from_numpy(np.ascontiguousarray(views)).permute(0, 3, 1, 2).float() / 255.0
+    from ...faces.align import square_crop
+
+    views = []
+    for b in batch:
+        crop = b["crop"]
+        side = crop.shape[0]
+        if b.get("box") is not None:
+            views.append(square_crop(crop, tuple(b["box"]), expand=FACE_EXPAND, size=side)[0])
+            continue
+        keep = min(side, max(8, round(side * FACE_EXPAND / expand)))
+        lo = (side - keep) // 2
+        view = crop[lo : lo + keep, lo : lo + keep]
+        whole = (0, 0, keep, keep)
+        views.append(view if keep == side else square_crop(view, whole, expand=1.0, size=side)[0])
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(views)))
+    return x.permute(0, 3, 1, 2).float() / 255.0
+
+
+def _check_masks(data: Any) -> None:
+    """Refuse a dataset with empty face masks: the mask losses need the face region."""
+    from ...errors import SamefaceError
+
+    empty = data.empty_masks()
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise SamefaceError(
+            f"{data.folder}: {len(empty)} sample(s) have an all-zero face mask ({shown}); the "
+            "mask losses need each sample's face region: prepare the data again (`sameface data "
+            "prepare`), remove those samples, or train with loss: standard"
+        )
 
 
 def _dataset_expand(data_dir: str | Path) -> float:

@@ -1,0 +1,125 @@
+"""FeedFace in the proving-ground world (tiny world): rendered data with face boxes, training
+with the world's CLIP, the adapter published into WORLD/feedface (float16, paths relative),
+a rerun that trains nothing, personalise + generate through the normal API, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sameface.methods.feedface.world import (
+    PRESET,
+    train_world_feedface,
+    world_feedface_adapter,
+)
+from tests.world_helpers import TruthDetector
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"batch_size": 2, "steps": 2, "checkpoint_every": 1, "log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_world, tmp_path_factory):
+    """Two steps on 6 rendered portraits: (work folder, WORLD/feedface)."""
+    work = tmp_path_factory.mktemp("feedface")
+    adapter = train_world_feedface(
+        tiny_world.folder, work, False, n_images=6, overrides=TINY, log=lambda s: None
+    )
+    return work, adapter
+
+
+def test_world_yaml_is_the_preset():
+    assert yaml.safe_load((REPO / "configs" / "feedface" / "world.yaml").read_text()) == dict(
+        PRESET
+    )
+
+
+def test_rendered_samples_carry_their_face_box(trained):
+    from sameface.data.prepare import FaceDataset
+    from sameface.methods.feedface.train import face_views
+
+    work, _ = trained
+    data = FaceDataset(work / "data")
+    sample = data[0]
+    x0, y0, x1, y1 = sample["box"]
+    ys, xs = np.nonzero(sample["mask"])
+    # The face mask lies about the box the renderer drew the face in.
+    assert x0 - 2 <= xs.mean() <= x1 + 2 and y0 - 2 <= ys.mean() <= y1 + 2
+    views = face_views([sample], 1.1)
+    side = sample["crop"].shape[0]
+    assert views.shape == (1, 3, side, side)
+    # The face view is the face, zoomed: not the whole portrait.
+    whole = torch.from_numpy(sample["crop"]).permute(2, 0, 1).float() / 255
+    assert (views[0] - whole).abs().mean() > 0.02
+
+
+def test_trained_and_published_into_the_world(trained, tiny_world):
+    from safetensors import safe_open
+
+    work, adapter = trained
+    assert adapter == tiny_world.folder / "feedface" == world_feedface_adapter(tiny_world.folder)
+    meta = json.loads((adapter / "feedface.json").read_text())
+    assert meta["base"] == "../base" and meta["clip_vision"]["name"] == "../clip"
+    assert meta["trained"]["steps"] == 2 and meta["config"]["loss"] == "regularization"
+    with safe_open(str(adapter / "feedface.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+    log = [json.loads(x) for x in (work / "train" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(e["loss"]) for e in log)
+    lines: list[str] = []
+    train_world_feedface(
+        tiny_world.folder, work, False, n_images=6, overrides=TINY, log=lines.append
+    )
+    assert any("done earlier" in line for line in lines)
+
+
+def test_personalize_and_generate_with_the_world_adapter(trained, tiny_world, tmp_path):
+    from sameface.faces import FaceAnalyzer
+    from sameface.identity import Identity
+    from sameface.methods.feedface import FeedFaceConfig, personalize
+    from sameface.methods.feedface.pipeline import FeedFacePipeline
+    from sameface.world.render import Context, render
+
+    rng = np.random.default_rng(0)
+    person = tiny_world.people[1].params[0]
+    renders = [
+        render(person, Context.random(rng), size=tiny_world.image_size, rng=rng) for _ in range(2)
+    ]
+    analyzer = FaceAnalyzer(tiny_world.recognizer, detector=TruthDetector(renders), min_face_size=1)
+    identity = Identity.from_images(
+        [r.image for r in renders], analyzer=analyzer, square_expand=None
+    )
+    _, adapter = trained
+    out = personalize(identity, tiny_world.base, FeedFaceConfig(adapter=str(adapter)), tmp_path)
+    with FeedFacePipeline.from_artifact(out, tiny_world.base) as pipe:
+        image = pipe(
+            "a photo of <id>",
+            num_inference_steps=2,
+            output_type="np",
+            generator=torch.Generator().manual_seed(0),
+        ).images[0]
+    assert np.asarray(image).shape == (tiny_world.image_size, tiny_world.image_size, 3)
+
+
+def test_world_bench_offers_feedface_once_trained(trained, tiny_world):
+    from sameface.eval.world_bench import unavailable_reason, world_method_settings
+
+    assert unavailable_reason(tiny_world, "feedface") is None
+    settings = world_method_settings(tiny_world, ["feedface"])
+    assert settings == {"feedface": {"adapter": str(tiny_world.folder / "feedface")}}
+
+
+def test_cli_world_feedface(trained, tiny_world, capsys):
+    from sameface.cli import main
+
+    work, _ = trained
+    args = ["world", "feedface", "--world", str(tiny_world.folder), "--work", str(work),
+            "--images", "6", "--quiet", "--no-publish"]  # fmt: skip
+    for k, v in TINY.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    assert main(args) == 0
+    assert "adapter written to" in capsys.readouterr().out
