@@ -23,6 +23,8 @@ bench:
 	$(BIN)/python benchmarks/textual_inversion.py
 	$(BIN)/python benchmarks/pulid.py
 	$(BIN)/python benchmarks/pulid_train.py
+	$(BIN)/python benchmarks/feedface.py
+	$(BIN)/python benchmarks/feedface_train.py
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

@@ -30,38 +30,19 @@ Training stages are timed by `benchmarks/pulid_train.py`.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import resource
 import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from steps import step_times
 
 TARGET_RATIO = 1.15
 NUM_ID_TOKENS = 32
-
-
-def _step_times(pipe, steps: int, **kwargs) -> list[float]:
-    """Seconds per denoising step for steps 2..1+steps of one pipeline call."""
-    import torch
-
-    marks: list[float] = []
-
-    def hook(_pipe, _i, _t, callback_kwargs):
-        marks.append(time.perf_counter())
-        return callback_kwargs
-
-    pipe(
-        prompt="portrait of a person, cinematic",
-        negative_prompt="lowres, blurry",
-        num_inference_steps=1 + steps,
-        guidance_scale=7.5,
-        output_type="latent",  # the VAE decode is not part of the step
-        generator=torch.Generator().manual_seed(0),
-        callback_on_step_end=hook,
-        **kwargs,
-    )
-    return [b - a for a, b in itertools.pairwise(marks)]
 
 
 def run(args) -> dict:
@@ -91,11 +72,11 @@ def run(args) -> dict:
     adapter.remove()
 
     def plain(steps: int) -> list[float]:
-        return _step_times(pipe, steps, **size)
+        return step_times(pipe, steps, **size)
 
     def with_adapter(steps: int) -> list[float]:
         with adapter:  # installs, and removes on leaving
-            return _step_times(pipe, steps, **size, **id_kwargs)
+            return step_times(pipe, steps, **size, **id_kwargs)
 
     plain(1)  # warm-up (one timed step each, discarded)
     with_adapter(1)

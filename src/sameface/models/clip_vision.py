@@ -263,25 +263,35 @@ def tiny_clip_vision(seed: int = 0) -> ClipVision:
     return ClipVision(model, f"{TINY_PREFIX}:{seed}" if seed else TINY_PREFIX)
 
 
-def random_clip_vision_l336(dtype=None, seed: int = 0) -> ClipVision:
-    """openai/clip-vit-large-patch14-336's vision tower (24 layers, width 1024, 768-d) with
-    random weights: the real architecture for slow tests and benchmarks."""
+REAL_CLIP_VISION = {
+    "openai/clip-vit-large-patch14-336": dict(
+        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        image_size=336, patch_size=14, projection_dim=768,
+    ),
+    "openai/clip-vit-base-patch32": dict(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        image_size=224, patch_size=32, projection_dim=512,
+    ),
+}  # fmt: skip
+"""The vision towers of the CLIP models the methods use (PuLID: L/14-336; FeedFace: B/32)."""
+
+
+def random_clip_vision(name: str, dtype=None, seed: int = 0) -> ClipVision:
+    """A `REAL_CLIP_VISION` tower with random weights: the real architecture for slow tests
+    and benchmarks (the caller's torch RNG is left as it was)."""
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    cfg = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-        hidden_act="quick_gelu",
-    )
+    cfg = CLIPVisionConfig(**REAL_CLIP_VISION[name], hidden_act="quick_gelu")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPVisionModelWithProjection(cfg)
     if dtype is not None:
         model = model.to(dtype)
-    return ClipVision(model, "random:openai/clip-vit-large-patch14-336")
+    return ClipVision(model, f"random:{name}")
+
+
+def random_clip_vision_l336(dtype=None, seed: int = 0) -> ClipVision:
+    """openai/clip-vit-large-patch14-336's vision tower (24 layers, width 1024, 768-d) with
+    random weights (PuLID's)."""
+    return random_clip_vision("openai/clip-vit-large-patch14-336", dtype, seed)

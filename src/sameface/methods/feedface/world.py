@@ -80,12 +80,12 @@ def train_world_feedface(
         n_images: training portraits.
         seed: data and training seed.
         overrides: FeedFace settings over `PRESET` (e.g. {"loss": "mask"} for the ablation).
-        publish: copy the result into the world (False: leave it in `out/train`, e.g. for an
-            ablation run that should not replace the shipped adapter).
+        publish: copy the result into the world (False: leave it in `out/train`, or
+            `out/train-<loss>` for the ablation's other losses).
         log: where one-line messages go.
 
     Returns:
-        The adapter folder (`WORLD/feedface`, or `out/train` without `publish`).
+        The adapter folder (`WORLD/feedface`, or the training folder without `publish`).
     """
     from ...models.clip_vision import ClipVision
     from ...world.recipes import record_time, render_face_dataset
@@ -99,7 +99,8 @@ def train_world_feedface(
     render_face_dataset(world, data, n_images, seed, progress=progress, desc="render FeedFace data")
     log(f"[data] {n_images} portraits in {data} ({time.perf_counter() - t0:.0f} s)")
     cfg = world_feedface_config(world, **((overrides or {}) | {"seed": seed}))
-    folder = work / "train"
+    # The ablation's losses train beside the paper's, on the same data.
+    folder = work / ("train" if cfg.loss == "regularization" else f"train-{cfg.loss}")
     if _finished(folder, cfg):
         log(f"[train] done earlier: {folder}")
     else:
@@ -166,7 +167,8 @@ def _add_arguments(p: Any) -> None:
     p.add_argument("--steps", type=int, help=f"optimisation steps (default {PRESET['steps']})")
     p.add_argument(
         "--no-publish", action="store_true",
-        help="leave the result in WORK/train instead of replacing WORLD/feedface (ablations)",
+        help="leave the result in WORK/train (WORK/train-LOSS for --set loss=mask|standard) "
+        "instead of replacing WORLD/feedface (ablations)",
     )  # fmt: skip
 
 
