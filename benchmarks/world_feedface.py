@@ -80,7 +80,7 @@ def summarise(run: Path, world) -> dict:
 
 
 def _d(summary) -> dict:
-    return summary | {"half_width": summary.half_width}
+    return summary._asdict() | {"half_width": summary.half_width}
 
 
 def main() -> int:

@@ -186,8 +186,9 @@ def test_split_guidance_is_the_two_scale_formula(ident):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_face_guidance_zero_is_text_only_cfg(tmp_path, ident):
-    base = tiny_base_model("sd1")
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_face_guidance_zero_is_text_only_cfg(tmp_path, ident, family):
+    base = tiny_base_model(family)
     config = FeedFaceConfig(adapter="untrained", clip_vision="tiny-random")
     art = METHOD.personalize(ident, base, config, tmp_path / "art")
     with FeedFacePipeline.from_artifact(art, base) as pipe:

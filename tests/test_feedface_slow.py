@@ -30,34 +30,67 @@ def vision():
     return v
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
-def test_zero_initialised_controlnet_is_the_real_base_unet(family, vision, obama_rgb):
-    base = real_config_base_model(family)
+def _inputs(base, dtype, side):
+    g = torch.Generator().manual_seed(0)
+    unet = base.unet
+    lat = torch.randn(1, 4, side, side, generator=g).to(dtype)
+    text = torch.randn(1, 77, unet.config.cross_attention_dim, generator=g).to(dtype)
+    added = None
+    if base.is_sdxl:
+        added = {"text_embeds": torch.randn(1, 1280, generator=g).to(dtype),
+                 "time_ids": torch.tensor([[128.0, 128, 0, 0, 128, 128]]).to(dtype)}  # fmt: skip
+    return lat, torch.tensor(400), text, added
+
+
+def _face(obama_rgb):
+    face = torch.from_numpy(obama_rgb[:600, 190:790].copy()).permute(2, 0, 1).float() / 255
+    return face[None, None]
+
+
+def test_zero_initialised_controlnet_is_the_real_sd15_unet(vision, obama_rgb):
+    base = real_config_base_model("sd1")
     unet = base.unet
     names = list(dict(unet.named_parameters()))
-    g = torch.Generator().manual_seed(0)
-    lat = torch.randn(1, 4, 16, 16, generator=g)
-    width = unet.config.cross_attention_dim
-    text = torch.randn(1, 77, width, generator=g)
-    added = None
-    if family == "sdxl":
-        added = {"text_embeds": torch.randn(1, 1280, generator=g),
-                 "time_ids": torch.tensor([[128.0, 128, 0, 0, 128, 128]])}  # fmt: skip
-    t = torch.tensor(400)
+    lat, t, text, added = _inputs(base, torch.float32, 16)
     with torch.no_grad():
-        want = unet(lat, t, text, added_cond_kwargs=added).sample
-    face = torch.from_numpy(obama_rgb[:600, 190:790].copy()).permute(2, 0, 1).float() / 255
+        want = unet(lat, t, text).sample
     with FeedFaceModel(base, FeedFaceConfig(), vision=vision) as model:
-        assert len(model.controls.names) == BLOCKS[family] == len(transformer_blocks(unet))
-        tokens = model.tokens(model.features(face[None, None]))
-        assert tokens.shape == (1, 50, width)
+        assert len(model.controls.names) == BLOCKS["sd1"] == len(transformer_blocks(unet))
+        tokens = model.tokens(model.features(_face(obama_rgb)))
+        assert tokens.shape == (1, 50, 768)
         with torch.no_grad():
-            got = unet(
-                lat, t, text, added_cond_kwargs=added,
-                cross_attention_kwargs=model.cross_attention_kwargs(tokens),
-            ).sample  # fmt: skip
+            kw = model.cross_attention_kwargs(tokens)
+            got = unet(lat, t, text, cross_attention_kwargs=kw).sample
         assert list(dict(unet.named_parameters())) == names  # the base keeps its names
     assert torch.equal(got, want)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in unet.modules())
+
+
+def test_every_sdxl_block_gets_a_zero_initialised_control_block(vision, obama_rgb):
+    """SDXL's 70 control blocks (~2.3 B parameters, so bfloat16): in one UNet pass, each
+    control block runs on the face tokens and leaves its origin block's output unchanged."""
+    base = real_config_base_model("sdxl", dtype=torch.bfloat16)
+    unet = base.unet
+    lat, t, text, added = _inputs(base, torch.bfloat16, 8)
+    origins = transformer_blocks(unet)
+    before, after, ran = {}, {}, []
+    handles = [b.register_forward_hook(lambda m, a, o, n=n: before.setdefault(n, o.clone()))
+               for n, b in origins.items()]  # fmt: skip
+    with FeedFaceModel(base, FeedFaceConfig(), vision=vision) as model:
+        assert len(model.controls.names) == BLOCKS["sdxl"] == len(origins)
+        handles += [b.register_forward_hook(lambda m, a, o, n=n: after.setdefault(n, o))
+                    for n, b in origins.items()]  # fmt: skip
+        handles += [c.register_forward_hook(lambda *a: ran.append(1))
+                    for c in model.controls.blocks.values()]  # fmt: skip
+        tokens = model.tokens(model.features(_face(obama_rgb)))
+        assert tokens.shape == (1, 50, 2048)
+        with torch.no_grad():
+            kw = model.cross_attention_kwargs(tokens)
+            unet(lat, t, text, added_cond_kwargs=added, cross_attention_kwargs=kw)
+    for h in handles:
+        h.remove()
+    assert len(ran) == 70 and before.keys() == after.keys() == origins.keys()
+    assert all(torch.equal(before[n], after[n]) for n in origins)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in unet.modules())
 
 

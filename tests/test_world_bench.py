@@ -232,6 +232,7 @@ def test_cli_demo_end_to_end_and_rerun_resumes(
     for m in ("none", "known-by-name", "copy-reference", "textual-inversion"):
         assert m in text
     assert "skipped pulid: no trained PuLID adapter" in text
+    assert "skipped feedface: no trained FeedFace adapter" in text
     before = (out / "results.jsonl").read_text()
 
     monkeypatch.setattr(runner, "_generate", lambda *a, **k: pytest.fail("regenerated an image"))

@@ -108,7 +108,7 @@ def train_world_feedface(
         t0 = time.perf_counter()
         train(data, world.base, cfg, folder, vision=vision, progress=progress)
         seconds = time.perf_counter() - t0
-        record_time(work, "train", seconds, steps=cfg.steps, batch_size=cfg.batch_size)
+        record_time(work, folder.name, seconds, steps=cfg.steps, batch_size=cfg.batch_size)
         log(f"[train] {cfg.steps} steps in {seconds:.0f} s -> {folder}")
     return publish_adapter(folder, world.folder) if publish else folder
 
