@@ -33,7 +33,7 @@ PRESET = MappingProxyType(
         "loss": "regularization",
         "batch_size": 8,
         "learning_rate": 3e-4,
-        "steps": 1500,
+        "steps": 3000,
         "checkpoint_every": 100,
         "log_every": 10,
     }
