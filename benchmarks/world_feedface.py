@@ -16,7 +16,7 @@ Each run reports, against the no-identity baseline `none` (same identity, prompt
 
     python benchmarks/world_feedface.py --out runs/feedface-ablation \
         [--suite benchmarks/suites/world-1ref-quick.yaml] [--losses regularization mask standard]
-        [--world DIR] [--work DIR] [--json]
+        [--steps 1500] [--world DIR] [--work DIR] [--json]
 
 1 vs 4 references: run it with `--suite benchmarks/suites/world-4ref-quick.yaml --losses
 regularization` beside the 1-reference run.
@@ -42,15 +42,15 @@ def _sameface(*args: str) -> None:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
 
 
-def adapter_for(loss: str, world: Path, work: Path) -> Path:
-    """The shipped adapter for the paper's loss; the ablation's others trained on demand."""
-    if loss == "regularization":
+def adapter_for(loss: str, world: Path, work: Path, steps: int | None) -> Path:
+    """The shipped adapter for the paper's loss at the preset's steps; every other adapter
+    trained on demand (resumable; a finished one is not trained again)."""
+    if loss == "regularization" and steps is None:
         return world / "feedface"
-    folder = work / f"train-{loss}"
-    if not (folder / "feedface.json").is_file():
-        _sameface("world", "feedface", "--world", str(world), "--work", str(work),
-                  "--set", f"loss={loss}", "--no-publish", "--quiet")  # fmt: skip
-    return folder
+    more = ["--steps", str(steps)] if steps else []
+    _sameface("world", "feedface", "--world", str(world), "--work", str(work),
+              "--set", f"loss={loss}", *more, "--no-publish", "--quiet")  # fmt: skip
+    return work / ("train" if loss == "regularization" else f"train-{loss}")
 
 
 def summarise(run: Path, world) -> dict:
@@ -90,6 +90,11 @@ def main() -> int:
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     ap.add_argument("--world", help="world folder (default: the shipped world)")
     ap.add_argument("--work", help="where the ablation adapters train (default WORLD/.feedface)")
+    ap.add_argument(
+        "--steps", type=int,
+        help="train all three adapters for N steps (default: the preset's; the paper's loss "
+        "is then the shipped adapter). docs/feedface.md's ablation: --steps 1500",
+    )  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -99,7 +104,7 @@ def main() -> int:
     work = Path(args.work) if args.work else world.folder / ".feedface"
     results = {}
     for loss in args.losses:
-        adapter = adapter_for(loss, world.folder, work)
+        adapter = adapter_for(loss, world.folder, work, args.steps)
         run = Path(args.out) / loss
         _sameface("bench", "--world", str(world.folder), "--suite", args.suite,
                   "--methods", "feedface", "--set", f"feedface.adapter={adapter}",
