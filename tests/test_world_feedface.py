@@ -123,3 +123,15 @@ def test_cli_world_feedface(trained, tiny_world, capsys):
         args += ["--set", f"{k}={json.dumps(v)}"]
     assert main(args) == 0
     assert "adapter written to" in capsys.readouterr().out
+
+
+def test_an_ablation_loss_does_not_replace_the_worlds_adapter(trained, tiny_world):
+    from sameface.errors import SamefaceError
+
+    work, adapter = trained
+    before = (adapter / "feedface.safetensors").read_bytes()
+    with pytest.raises(SamefaceError, match="--no-publish"):
+        train_world_feedface(
+            tiny_world.folder, work, False, n_images=6, overrides=TINY | {"loss": "mask"}
+        )
+    assert (adapter / "feedface.safetensors").read_bytes() == before

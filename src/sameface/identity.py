@@ -83,7 +83,20 @@ class Identity:
             return self.squares
         side = self.squares.shape[1]
         photos = self.meta.get("photos", [])
-        if len(photos) != len(self.squares) or any("square_box" not in p for p in photos):
+        boxes_known = len(photos) == len(self.squares) and all(
+            isinstance(p.get("square_box"), list)
+            and len(p["square_box"]) == 4
+            and p["square_box"][2] > p["square_box"][0]
+            for p in photos
+        )
+        if not boxes_known:
+            import warnings
+
+            warnings.warn(
+                "this identity records no square boxes (saved by an older sameface): its "
+                "squares are used as the face squares; rebuild it for exact face crops",
+                stacklevel=2,
+            )
             return self.squares
         out = []
         for square, bbox, photo in zip(self.squares, self.bboxes, photos, strict=True):

@@ -56,10 +56,14 @@ def background_changes(
         baseline: the method whose images are the reference ("none": the base model).
     """
     from ..imageio import load_image
-    from .runner import read_results
+    from .runner import read_results, record_key
 
     run = Path(run_dir)
-    rows = [r for r in read_results(run) if r.get("type") == "image"]
+    rows, seen = [], set()
+    for r in read_results(run):  # results.jsonl and any unmerged parts: each image once
+        if r.get("type") == "image" and record_key(r) not in seen:
+            seen.add(record_key(r))
+            rows.append(r)
     key = lambda r: (r["identity"], r["prompt_index"], r["seed"])  # noqa: E731
     base = {key(r): r["image"] for r in rows if r["method"] == baseline}
     boxes_of: dict[str, list] = {}
@@ -69,7 +73,7 @@ def background_changes(
             boxes_of[path] = [f.bbox for f in detector.detect(image)]
         return boxes_of[path]
 
-    out: dict[str, list[float]] = {m: [] for m in methods}
+    out: dict[str, list[float]] = {m: [] for m in methods if m != baseline}
     for r in rows:
         if r["method"] not in out or key(r) not in base:
             continue

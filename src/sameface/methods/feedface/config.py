@@ -53,7 +53,8 @@ class FeedFaceConfig:
         face_scale: strength of the control blocks' output (1 = as trained; < 1 loosens the
             identity in favour of the prompt).
         face_guidance_scale: the face's own guidance scale w_f in ε_uc + w·(ε_t − ε_uc) +
-            w_f·(ε_c − ε_t), ε_t = prompt + zero face (beyond the paper; docs/feedface.md);
+            w_f·(ε_c − ε_t), ε_t = prompt + zero face (beyond the paper; docs/feedface.md).
+            In diffusers' convention like w, so joint CFG is w_f = w = guidance_scale + 1;
             None = w, the paper's joint CFG; 0 = text-only CFG.
         num_inference_steps: sampling steps (50).
 
@@ -131,8 +132,8 @@ class FeedFaceConfig:
             if not (v == v and 0 <= v < float("inf")):
                 problems.append(f"{name} must be a finite number >= 0")
         w_f = self.face_guidance_scale
-        if w_f is not None and not (w_f == w_f and 0 <= w_f < float("inf")):
-            problems.append("face_guidance_scale must be a finite number >= 0")
+        if w_f is not None and not (w_f == w_f and 0 <= w_f <= 100):
+            problems.append("face_guidance_scale must be a number in [0, 100]")
         if self.resolution is not None and (self.resolution < 64 or self.resolution % 8):
             problems.append("resolution must be a multiple of 8 and at least 64")
         if problems:

@@ -152,17 +152,21 @@ class FeedFacePipeline(MethodPipeline):
         scale = check_scale(
             "face_scale", self.face_scale if face_scale is None else face_scale, MAX_ID_SCALE
         )
-        guidance = self.guidance if guidance_scale is None else guidance_scale
+        guidance = check_scale(
+            "guidance_scale", self.guidance if guidance_scale is None else guidance_scale,
+            MAX_GUIDANCE,
+        )  # fmt: skip
         split = contextlib.nullcontext()
-        if face_guidance_scale is None:
-            face_guidance_scale = self.face_guidance
-        if face_guidance_scale is not None:
-            w_f = check_scale("face_guidance_scale", face_guidance_scale, MAX_GUIDANCE)
+        w_f = face_guidance_scale if face_guidance_scale is not None else self.face_guidance
+        if w_f is not None:
+            w_f = check_scale("face_guidance_scale", w_f, MAX_GUIDANCE)
             if not self.do_cfg(guidance):
-                raise ValueError(
-                    "face_guidance_scale needs classifier-free guidance (guidance_scale > 1)"
-                )
-            if w_f != guidance:
+                if face_guidance_scale is not None:  # asked for here, not the artifact's default
+                    raise ValueError(
+                        "face_guidance_scale needs classifier-free guidance (guidance_scale > 1 "
+                        "on a UNet that is not guidance-distilled)"
+                    )
+            elif w_f != guidance:
                 split = SplitGuidance(self.base.unet, w_f / guidance, self._face_off)
 
         def face_kwargs(n: int, guidance: float) -> dict:

@@ -111,7 +111,14 @@ def train(
         run.train()
         if ctx.is_main:
             model.save(
-                out, extra={"trained": {"steps": cfg.steps, "losses": loss_summary(run.log)}}
+                out,
+                extra={
+                    "trained": {
+                        "steps": cfg.steps,
+                        "samples": len(data),
+                        "losses": loss_summary(run.log),
+                    }
+                },
             )
         ctx.wait()
     run.clear()

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ...errors import SamefaceError
 from ..spec import WorldRecipe
 
 FEEDFACE_DIR = "feedface"
@@ -98,10 +99,15 @@ def train_world_feedface(
     t0 = time.perf_counter()
     render_face_dataset(world, data, n_images, seed, progress=progress, desc="render FeedFace data")
     log(f"[data] {n_images} portraits in {data} ({time.perf_counter() - t0:.0f} s)")
-    cfg = world_feedface_config(world, **((overrides or {}) | {"seed": seed}))
+    cfg = world_feedface_config(world, **({"seed": seed} | (overrides or {})))
+    if publish and cfg.loss != "regularization":
+        raise SamefaceError(
+            f"loss {cfg.loss!r} is an ablation: it would replace the world's adapter (the "
+            "paper's regularisation loss); add --no-publish (publish=False)"
+        )
     # The ablation's losses train beside the paper's, on the same data.
     folder = work / ("train" if cfg.loss == "regularization" else f"train-{cfg.loss}")
-    if _finished(folder, cfg):
+    if _finished(folder, cfg, n_images):
         log(f"[train] done earlier: {folder}")
     else:
         vision = ClipVision.load(world.folder / "clip")
@@ -113,7 +119,8 @@ def train_world_feedface(
     return publish_adapter(folder, world.folder) if publish else folder
 
 
-def _finished(folder: Path, cfg: Any) -> bool:
+def _finished(folder: Path, cfg: Any, n_images: int) -> bool:
+    """A finished run with these settings on this many samples (more data trains again)."""
     try:
         meta = json.loads((folder / "feedface.json").read_text())
     except (OSError, ValueError):
@@ -121,7 +128,8 @@ def _finished(folder: Path, cfg: Any) -> bool:
     same = {k: v for k, v in meta.get("config", {}).items() if k != "steps"} == {
         k: v for k, v in cfg.to_dict().items() if k != "steps"
     }
-    return same and meta.get("trained", {}).get("steps", 0) >= cfg.steps
+    trained = meta.get("trained", {})
+    return same and trained.get("steps", 0) >= cfg.steps and trained.get("samples") == n_images
 
 
 def publish_adapter(folder: str | os.PathLike, world_folder: str | os.PathLike) -> Path:
