@@ -30,14 +30,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from steps import prepare_portraits  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 
 
 def child(args) -> dict:
     import torch
 
-    from sameface.data.prepare import PrepareSettings, prepare_face_dataset
-    from sameface.faces import FaceAnalyzer
     from sameface.methods.feedface import FeedFaceConfig
     from sameface.methods.feedface.train import train
     from sameface.models import real_config_base_model
@@ -49,13 +51,7 @@ def child(args) -> dict:
     vision = random_clip_vision("openai/clip-vit-base-patch32", dtype)
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "data"
-        prepare_face_dataset(
-            REPO / "examples" / "faces",
-            data,
-            FaceAnalyzer(),
-            PrepareSettings(resolution=args.resolution),
-            progress=False,
-        )
+        prepare_portraits(data, args.resolution)
 
         def timed(steps: int, name: str) -> float:
             cfg = FeedFaceConfig(

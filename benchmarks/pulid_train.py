@@ -26,13 +26,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from steps import prepare_portraits  # noqa: E402
 
 
 def child(args) -> dict:
     import torch
 
-    from sameface.data.prepare import PrepareSettings, prepare_face_dataset
-    from sameface.faces import FaceAnalyzer
     from sameface.methods.pulid import PuLIDConfig
     from sameface.methods.pulid.train import train
     from sameface.models import real_config_base_model
@@ -44,13 +45,7 @@ def child(args) -> dict:
     vision = random_clip_vision_l336(dtype)
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "data"
-        prepare_face_dataset(
-            REPO / "examples" / "faces",
-            data,
-            FaceAnalyzer(),
-            PrepareSettings(resolution=args.resolution),
-            progress=False,
-        )
+        prepare_portraits(data, args.resolution)
 
         def timed(steps: int, name: str) -> float:
             cfg = PuLIDConfig(

@@ -1,4 +1,5 @@
-"""Per-step timing of a diffusers pipeline call, shared by the generation benchmarks."""
+"""What the benchmarks share: per-step timing of a diffusers pipeline call (generation
+benchmarks) and the bundled portraits prepared as training data (training benchmarks)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,15 @@ def step_times(pipe, steps: int, **kwargs) -> list[float]:
         **kwargs,
     )
     return [b - a for a, b in itertools.pairwise(marks)]
+
+
+def prepare_portraits(out, resolution: int) -> None:
+    """`examples/faces` prepared into `out` (`sameface data prepare`) at `resolution`."""
+    from pathlib import Path
+
+    from sameface.data.prepare import PrepareSettings, prepare_face_dataset
+    from sameface.faces import FaceAnalyzer
+
+    repo = Path(__file__).resolve().parents[1]
+    settings = PrepareSettings(resolution=resolution)
+    prepare_face_dataset(repo / "examples" / "faces", out, FaceAnalyzer(), settings, progress=False)
