@@ -391,7 +391,9 @@ def test_distributed_context_single_process(monkeypatch):
 
 
 _LAUNCH_SCRIPT = """
+import os
 import sys
+from pathlib import Path
 from sameface.data import build_bank_from_model
 from sameface.faces import FaceAnalyzer
 from sameface.models import tiny_base_model
@@ -400,7 +402,9 @@ bank = build_bank_from_model(
     tiny_base_model("sd1"), FaceAnalyzer("sface"), ["Ann", "Bo", "Cy", "Di", "Ed"], sys.argv[1],
     images_per_name=1, num_inference_steps=1, min_faces=1, progress=False,
 )
-print("RESULT", None if bank is None else len(bank.meta["rejected"]), flush=True)
+# One file per process: two processes printing to one pipe can interleave their lines.
+result = None if bank is None else len(bank.meta["rejected"])
+Path(sys.argv[2], f"result-{os.environ['RANK']}.txt").write_text(f"RESULT {result}")
 """
 
 
@@ -416,11 +420,11 @@ def test_accelerate_launch_two_processes(tmp_path):
         # processes through torchrun even without GPUs, and they sync over gloo.
         [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-         str(script), str(tmp_path / "out")],
+         str(script), str(tmp_path / "out"), str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("RESULT")) == [
+    assert sorted(p.read_text() for p in tmp_path.glob("result-*.txt")) == [
         "RESULT 5",
         "RESULT None",
     ]
