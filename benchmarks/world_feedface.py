@@ -89,7 +89,11 @@ def main() -> int:
     ap.add_argument("--suite", default=str(REPO / "benchmarks/suites/world-1ref-quick.yaml"))
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     ap.add_argument("--world", help="world folder (default: the shipped world)")
-    ap.add_argument("--work", help="where the ablation adapters train (default WORLD/.feedface)")
+    ap.add_argument(
+        "--work",
+        help="where the ablation adapters train (default WORLD/.feedface, WORLD/.feedface-N "
+        "with --steps N)",
+    )  # fmt: skip
     ap.add_argument(
         "--steps", type=int,
         help="train all three adapters for N steps (default: the preset's; the paper's loss "
@@ -101,7 +105,10 @@ def main() -> int:
     from sameface.world.world import World
 
     world = World.load(args.world)
-    work = Path(args.work) if args.work else world.folder / ".feedface"
+    # Another step count trains in its own folder: the paper's-loss run would else be the
+    # preset's, left there by `sameface world feedface`.
+    default = ".feedface" if args.steps is None else f".feedface-{args.steps}"
+    work = Path(args.work) if args.work else world.folder / default
     results = {}
     for loss in args.losses:
         adapter = adapter_for(loss, world.folder, work, args.steps)

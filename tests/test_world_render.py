@@ -92,6 +92,27 @@ def test_box_and_mask_follow_the_pose_exactly():
             assert abs(ys.min() - y0) < 1.0 and abs(ys.max() + 1 - y1) < 1.0
 
 
+@pytest.mark.parametrize("beard", [0.7, 0.9])  # moustache, full beard
+def test_face_mask_keeps_facial_hair_the_skin_mask_cuts_out(beard):
+    # The facial mask is what a face parser calls the face: the moustache / beard are on it
+    # (a mask loss must see them), the hat is not; the skin mask is inside it.
+    rng = np.random.default_rng(4)
+    bare = render(_identity(hair_style=0.0, beard=0.0), Context(framing="close-up"),
+                  rng=np.random.default_rng(4))  # fmt: skip
+    for _ in range(4):
+        seed = int(rng.integers(1 << 30))
+        ctx = Context(framing="close-up", hat=True, glasses=True)
+        r = render(_identity(hair_style=0.0, beard=beard), ctx, rng=np.random.default_rng(seed))
+        assert r.face_mask.shape == r.mask.shape and r.face_mask.dtype == np.float32
+        assert (r.face_mask >= r.mask - 1e-6).all()
+        hair = (r.face_mask > 0.5) & (r.mask < 0.5)  # on the face, not skin: the facial hair
+        assert hair.sum() >= 4
+        assert r.face_mask.sum() <= bare.face_mask.sum() * 1.2  # no more than the face
+    plain = render(_identity(hair_style=0.0, beard=0.0), Context(framing="close-up"),
+                   rng=np.random.default_rng(4))  # fmt: skip
+    assert np.array_equal(plain.face_mask > 0.5, plain.mask > 0.5)  # nothing on it: the same
+
+
 def test_landmarks_land_on_the_drawn_features():
     v = _identity(skin_tone=0.1, hair_style=0.0, beard=0.0, eye_hue=0.0, eye_size=1.0)
     rng = np.random.default_rng(11)

@@ -40,7 +40,10 @@ def render_face_dataset(
     captions. The files are exactly `sameface data prepare`'s (`sameface.data.prepare`
     layout, written by its `write_sample`): the whole portrait as the crop (the base model
     draws whole portraits), the aligned face and landmarks from the renderer's ground truth,
-    the face mask from `Render.mask`, the world recogniser's embedding. Resumable: a rerun
+    the facial mask from `Render.face_mask` (the face with what is on it — moustache, beard,
+    fringe — like a face parser's or `landmark_mask`'s face region on photos; not the skin
+    mask, which cuts facial hair out and would hide it from a mask loss), the world
+    recogniser's embedding. Resumable: a rerun
     continues after the last complete sample, and a larger `n_images` adds samples. No
     known or new person of the world appears.
 
@@ -66,7 +69,7 @@ def render_face_dataset(
 
     world = world if isinstance(world, World) else World.load(world)
     out = Path(out_dir)
-    source = {"world": str(world.folder), "seed": int(seed)}
+    source = {"world": str(world.folder), "seed": int(seed), "mask": "face"}
     _check_same_source(out, source)
     out.mkdir(parents=True, exist_ok=True)
     people = anonymous_identities(world, n_images, np.random.default_rng([seed, 0]))
@@ -82,7 +85,7 @@ def render_face_dataset(
             i,
             crop=r.image,
             aligned=aligned,
-            mask=(r.mask * 255).round().astype(np.uint8),
+            mask=(r.face_mask * 255).round().astype(np.uint8),
             embedding=rec.embed(aligned),
             source=f"world:{seed}:{i}",
             caption=write_caption(PERSON, ctx, rng=rng),
@@ -145,12 +148,13 @@ def publish_trained(
     files: tuple[str, ...],
     rewrite: Any,
     *,
-    half: bool = False,
+    store: str | None = None,
 ) -> Path:
     """Copy a trained folder into `WORLD/name` atomically, its JSON record passed through
     `rewrite(meta) -> meta` (record the base, CLIP, world relative to the folder, e.g.
-    "../base", so the world folder can move). `half`: store the float tensors of `files`
-    (safetensors) as float16, to keep a shipped world small (loading casts them back)."""
+    "../base", so the world folder can move). `store`, to keep a shipped world small:
+    "float16" (the float tensors of `files`) or "int8" (`tensorfile.quantize_rows`:
+    matrices int8 with row scales); loading casts them back."""
     import shutil
 
     from ..fileio import write_folder_atomic
@@ -160,21 +164,27 @@ def publish_trained(
 
     def write(tmp: Path) -> None:
         for f in files:
-            if half:
-                _save_half(src / f, tmp / f)
-            else:
+            if store is None:
                 shutil.copy2(src / f, tmp / f)
+            else:
+                _save_smaller(src / f, tmp / f, store)
         (tmp / meta_file).write_text(json.dumps(meta, indent=1) + "\n")
 
     return write_folder_atomic(Path(world_folder) / name, write)
 
 
-def _save_half(src: Path, dst: Path) -> None:
-    from ..tensorfile import read_safetensors, save_safetensors
+def _save_smaller(src: Path, dst: Path, store: str) -> None:
+    from ..tensorfile import quantize_rows, read_safetensors, save_safetensors
 
     tensors, tags = read_safetensors(src)
-    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    save_safetensors(half, dst, tags)
+    if store == "float16":
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    elif store == "int8":
+        tensors, more = quantize_rows(tensors)
+        tags |= more
+    else:
+        raise ValueError(f"store {store!r}: float16 or int8")
+    save_safetensors(tensors, dst, tags)
 
 
 def trained_in_world(

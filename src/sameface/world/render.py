@@ -140,13 +140,17 @@ class Render:
         image: (H, W, 3) uint8 RGB.
         box: (x0, y0, x1, y1) face box in pixels (forehead to chin, cheek to cheek).
         landmarks: (5, 2) float32 in `sameface.faces.types.LANDMARK_NAMES` order.
-        mask: (H, W) float32 face-skin mask in [0, 1].
+        mask: (H, W) float32 face-skin mask in [0, 1] (hair, beard and hat cut out).
+        face_mask: (H, W) float32 facial mask in [0, 1], what a face parser calls the face:
+            the face outline with everything on it (moustache, beard, fringe, glasses), the
+            hat cut out.
     """
 
     image: np.ndarray
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
     mask: np.ndarray
+    face_mask: np.ndarray
 
 
 # ----------------------------------------------------------------------------- colours
@@ -254,26 +258,31 @@ def _arc(cx: float, cy: float, rx: float, ry: float, t0: float, t1: float, n: in
 
 
 class _Pen:
-    """Draws canonical-unit shapes on the RGBA layer and (optionally) the skin mask."""
+    """Draws canonical-unit shapes on the RGBA layer and (optionally) the skin and face masks."""
 
-    def __init__(self, layer: Image.Image, mask: Image.Image, scale: float) -> None:
+    def __init__(self, layer: Image.Image, mask: Image.Image, face: Image.Image, scale: float):
         self.d = ImageDraw.Draw(layer)
         self.m = ImageDraw.Draw(mask)
+        self.f = ImageDraw.Draw(face)
         self.s = scale
 
     def _pts(self, pts) -> list[tuple[float, float]]:
         s = self.s
         return [(float(x) * s - 0.5, float(y) * s - 0.5) for x, y in pts]
 
-    def poly(self, pts, fill, mask: int | None = None, outline=None, width: float = 0) -> None:
+    def poly(self, pts, fill, mask: int | None = None, outline=None, width: float = 0,
+             face: int | None = None) -> None:  # fmt: skip
         p = self._pts(pts)
         w = max(1, round(width * self.s)) if width else 0
         self.d.polygon(p, fill=_rgb(fill), outline=_rgb(outline) if outline is not None else None,
                        width=w)  # fmt: skip
         if mask is not None:
             self.m.polygon(p, fill=mask)
+        if face is not None:
+            self.f.polygon(p, fill=face)
 
-    def ellipse(self, cx, cy, rx, ry, fill=None, outline=None, width: float = 0, mask=None):
+    def ellipse(self, cx, cy, rx, ry, fill=None, outline=None, width: float = 0, mask=None,
+                face=None):  # fmt: skip
         s = self.s
         box = (cx * s - rx * s - 0.5, cy * s - ry * s - 0.5, cx * s + rx * s - 0.5,
                cy * s + ry * s - 0.5)  # fmt: skip
@@ -282,6 +291,8 @@ class _Pen:
                        outline=None if outline is None else _rgb(outline), width=w)  # fmt: skip
         if mask is not None:
             self.m.ellipse(box, fill=mask)
+        if face is not None:
+            self.f.ellipse(box, fill=face)
 
     def line(self, pts, fill, width: float) -> None:
         self.d.line(self._pts(pts), fill=_rgb(fill), width=max(1, round(width * self.s)),
@@ -356,7 +367,7 @@ def _draw_person(
 
     # face
     outline = g.face_outline()
-    pen.poly(outline, skin, mask=255, outline=skin * 0.72, width=0.006)
+    pen.poly(outline, skin, mask=255, outline=skin * 0.72, width=0.006, face=255)
     # soft cheek colour
     for sgn in (-1, 1):
         pen.ellipse(cx + sgn * g.eye_dx, g.tip_y + 0.005, 0.03, 0.018,
@@ -434,12 +445,12 @@ def _draw_person(
         yb = cy - 0.72 * fh - (0.06 if style == "curly" else 0.0)
         crown = [(cx - fw * 0.98 * big, yb), *_arc(cx, yb - 0.12, fw * 0.86 * big, 0.07, np.pi,
                                                    2 * np.pi, 16), (cx + fw * 0.98 * big, yb)]  # fmt: skip
-        pen.poly(crown, hc, mask=0, outline=hc * 0.7, width=0.005)
+        pen.poly(crown, hc, mask=0, outline=hc * 0.7, width=0.005, face=0)
         band = [(cx - fw * 0.97 * big, yb), (cx - fw * 0.94 * big, yb - 0.035)]
         band += [(cx + fw * 0.94 * big, yb - 0.035), (cx + fw * 0.97 * big, yb)]
         pen.poly(band, colours["hat_band"])
         pen.ellipse(cx, yb, fw * 1.5 * big, 0.026, fill=hc * 0.9, outline=hc * 0.6, width=0.005,
-                    mask=0)  # fmt: skip
+                    mask=0, face=0)  # fmt: skip
 
     if ctx.glasses:
         gc = colours["glasses"]
@@ -661,7 +672,8 @@ def render(
     lh = round(_LAYER_H * S)
     layer = Image.new("RGBA", (S, lh), (0, 0, 0, 0))
     mask = Image.new("L", (S, lh), 0)
-    _draw_person(_Pen(layer, mask, S), v, g, context, colours)
+    face = Image.new("L", (S, lh), 0)
+    _draw_person(_Pen(layer, mask, face, S), v, g, context, colours)
 
     # affine map canonical -> output: p = o + M (q - c), in continuous pixel coordinates
     scale = FRAMING_SCALE[context.framing] * jsc
@@ -676,6 +688,7 @@ def render(
     warped = layer.transform((S, S), Image.AFFINE, data, Image.NEAREST)
     warped = Image.frombuffer("RGBa", (S, S), warped.tobytes(), "raw", "RGBa", 0, 1)
     wmask = mask.transform((S, S), Image.AFFINE, data, Image.NEAREST)
+    wface = face.transform((S, S), Image.AFFINE, data, Image.NEAREST)
 
     def to_out(pts: np.ndarray) -> np.ndarray:
         return (o + (pts * S - c) @ M.T) / 4.0
@@ -703,8 +716,13 @@ def render(
         float(outline[:, 0].max()),
         float(outline[:, 1].max()),
     )
-    face_mask = np.asarray(wmask.reduce(4), np.float32) / 255
-    return Render(image=image, box=box, landmarks=to_out(lm).astype(np.float32), mask=face_mask)
+    return Render(
+        image=image,
+        box=box,
+        landmarks=to_out(lm).astype(np.float32),
+        mask=np.asarray(wmask.reduce(4), np.float32) / 255,
+        face_mask=np.asarray(wface.reduce(4), np.float32) / 255,
+    )
 
 
 def contact_sheet(renders: list[Render] | list[np.ndarray], cols: int, gap: int = 2) -> np.ndarray:

@@ -129,13 +129,19 @@ def _finished(folder: Path, cfg: Any, n_images: int) -> bool:
         k: v for k, v in cfg.to_dict().items() if k != "steps"
     }
     trained = meta.get("trained", {})
-    return same and trained.get("steps", 0) >= cfg.steps and trained.get("samples") == n_images
+    if same and trained.get("steps", 0) > cfg.steps:
+        raise SamefaceError(
+            f"{folder} holds a {trained['steps']}-step run, more than the {cfg.steps} asked; "
+            "train into another --work folder"
+        )
+    return same and trained.get("steps") == cfg.steps and trained.get("samples") == n_images
 
 
 def publish_adapter(folder: str | os.PathLike, world_folder: str | os.PathLike) -> Path:
-    """Copy a trained FeedFace folder to `WORLD/feedface/` (atomically, weights as float16 to
-    stay within the world's 3 MB for it), its base and CLIP recorded relative to it
-    ("../base", "../clip"), so the world folder can move."""
+    """Copy a trained FeedFace folder to `WORLD/feedface/` (atomically; matrices int8 with a
+    scale per row, `tensorfile.quantize_rows`, to stay within the world's 3 MB for it: float16
+    would be 3.2 MB), its base and CLIP recorded relative to it ("../base", "../clip"), so
+    the world folder can move."""
     from ...world.recipes import publish_trained
     from .model import META_FILE, WEIGHTS_FILE
 
@@ -146,7 +152,9 @@ def publish_adapter(folder: str | os.PathLike, world_folder: str | os.PathLike) 
         return meta
 
     files = (WEIGHTS_FILE,)
-    return publish_trained(folder, world_folder, FEEDFACE_DIR, META_FILE, files, rewrite, half=True)
+    return publish_trained(
+        folder, world_folder, FEEDFACE_DIR, META_FILE, files, rewrite, store="int8"
+    )
 
 
 def world_feedface_adapter(world_dir: str | os.PathLike | None = None) -> Path:
