@@ -40,13 +40,23 @@ def test_world_yaml_is_the_preset():
     )
 
 
-def test_rendered_samples_carry_their_face_box(trained):
+def test_rendered_samples_carry_their_face_box(trained, tiny_world):
     from sameface.data.prepare import FaceDataset
     from sameface.methods.feedface.train import face_views
 
     work, _ = trained
     data = FaceDataset(work / "data")
     sample = data[0]
+    # the loss mask is the face and the hair, as the renderer drew them (DATA_MASK)
+    from sameface.world.recipes import anonymous_identities
+    from sameface.world.render import Context, render
+
+    meta = json.loads((work / "data" / "prepare.json").read_text())
+    assert meta["world_source"]["mask"] == "head"
+    person = anonymous_identities(tiny_world, 6, np.random.default_rng([0, 0]))[0]
+    rng = np.random.default_rng([0, 1, 0])
+    r = render(person, Context.random(rng), size=sample["mask"].shape[0], rng=rng)
+    assert np.array_equal(sample["mask"] >= 128, r.head_mask >= 0.5)
     x0, y0, x1, y1 = sample["box"]
     ys, xs = np.nonzero(sample["mask"])
     # The face mask lies about the box the renderer drew the face in.

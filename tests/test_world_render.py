@@ -113,6 +113,17 @@ def test_face_mask_keeps_facial_hair_the_skin_mask_cuts_out(beard):
     assert np.array_equal(plain.face_mask > 0.5, plain.mask > 0.5)  # nothing on it: the same
 
 
+def test_head_mask_is_the_face_and_the_hair():
+    rng = np.random.default_rng(8)
+    for style in (0.0, 0.3, 0.5, 0.7, 0.95):  # bald: the face and the scalp
+        r = render(_identity(hair_style=style), Context(framing="close-up"), rng=rng)
+        assert (r.head_mask >= r.face_mask - 1e-6).all()
+        assert (r.head_mask > 0.5).sum() >= (r.face_mask > 0.5).sum() + 10  # + the hair
+        hatted = render(_identity(hair_style=style), Context(framing="close-up", hat=True),
+                        rng=np.random.default_rng(1))  # fmt: skip
+        assert hatted.head_mask.sum() < r.head_mask.sum()  # the hat is cut out
+
+
 def test_landmarks_land_on_the_drawn_features():
     v = _identity(skin_tone=0.1, hair_style=0.0, beard=0.0, eye_hue=0.0, eye_size=1.0)
     rng = np.random.default_rng(11)

@@ -33,6 +33,7 @@ def render_face_dataset(
     *,
     progress: bool = True,
     desc: str = "render training portraits",
+    mask: str = "face",
 ) -> dict:
     """Render `n_images` portraits of random anonymous people as a face training dataset.
 
@@ -40,10 +41,7 @@ def render_face_dataset(
     captions. The files are exactly `sameface data prepare`'s (`sameface.data.prepare`
     layout, written by its `write_sample`): the whole portrait as the crop (the base model
     draws whole portraits), the aligned face and landmarks from the renderer's ground truth,
-    the facial mask from `Render.face_mask` (the face with what is on it — moustache, beard,
-    fringe — like a face parser's or `landmark_mask`'s face region on photos; not the skin
-    mask, which cuts facial hair out and would hide it from a mask loss), the world
-    recogniser's embedding. Resumable: a rerun
+    the mask `mask` chooses (below), the world recogniser's embedding. Resumable: a rerun
     continues after the last complete sample, and a larger `n_images` adds samples. No
     known or new person of the world appears.
 
@@ -52,6 +50,10 @@ def render_face_dataset(
         out_dir: dataset folder.
         n_images: samples the dataset should hold.
         seed: decides the people and their portraits.
+        mask: "face": `Render.face_mask`, the face with what is on it (moustache, beard,
+            fringe), like `landmark_mask`'s face region on photos (not the skin mask, which
+            cuts facial hair out and would hide it from a mask loss); "head":
+            `Render.head_mask`, the face and the hair (a face parser's face + hair classes).
         progress: progress bar.
         desc: the progress bar's label.
 
@@ -69,7 +71,9 @@ def render_face_dataset(
 
     world = world if isinstance(world, World) else World.load(world)
     out = Path(out_dir)
-    source = {"world": str(world.folder), "seed": int(seed), "mask": "face"}
+    if mask not in ("face", "head"):
+        raise ValueError(f"mask {mask!r}: 'face' or 'head'")
+    source = {"world": str(world.folder), "seed": int(seed), "mask": mask}
     _check_same_source(out, source)
     out.mkdir(parents=True, exist_ok=True)
     people = anonymous_identities(world, n_images, np.random.default_rng([seed, 0]))
@@ -85,7 +89,7 @@ def render_face_dataset(
             i,
             crop=r.image,
             aligned=aligned,
-            mask=(r.face_mask * 255).round().astype(np.uint8),
+            mask=((r.face_mask if mask == "face" else r.head_mask) * 255).round().astype(np.uint8),
             embedding=rec.embed(aligned),
             source=f"world:{seed}:{i}",
             caption=write_caption(PERSON, ctx, rng=rng),

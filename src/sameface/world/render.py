@@ -144,6 +144,8 @@ class Render:
         face_mask: (H, W) float32 facial mask in [0, 1], what a face parser calls the face:
             the face outline with everything on it (moustache, beard, fringe, glasses), the
             hat cut out.
+        head_mask: (H, W) float32 face and hair mask in [0, 1] (a face parser's face and hair
+            classes), the hat cut out.
     """
 
     image: np.ndarray
@@ -151,6 +153,7 @@ class Render:
     landmarks: np.ndarray
     mask: np.ndarray
     face_mask: np.ndarray
+    head_mask: np.ndarray
 
 
 # ----------------------------------------------------------------------------- colours
@@ -260,39 +263,37 @@ def _arc(cx: float, cy: float, rx: float, ry: float, t0: float, t1: float, n: in
 class _Pen:
     """Draws canonical-unit shapes on the RGBA layer and (optionally) the skin and face masks."""
 
-    def __init__(self, layer: Image.Image, mask: Image.Image, face: Image.Image, scale: float):
+    def __init__(self, layer: Image.Image, masks: dict[str, Image.Image], scale: float):
         self.d = ImageDraw.Draw(layer)
-        self.m = ImageDraw.Draw(mask)
-        self.f = ImageDraw.Draw(face)
+        self.masks = {k: ImageDraw.Draw(m) for k, m in masks.items()}  # "skin", "face", "head"
         self.s = scale
+
+    def _masks(self, **values: int | None):
+        return [(self.masks[k], v) for k, v in values.items() if v is not None]
 
     def _pts(self, pts) -> list[tuple[float, float]]:
         s = self.s
         return [(float(x) * s - 0.5, float(y) * s - 0.5) for x, y in pts]
 
     def poly(self, pts, fill, mask: int | None = None, outline=None, width: float = 0,
-             face: int | None = None) -> None:  # fmt: skip
+             face: int | None = None, head: int | None = None) -> None:  # fmt: skip
         p = self._pts(pts)
         w = max(1, round(width * self.s)) if width else 0
         self.d.polygon(p, fill=_rgb(fill), outline=_rgb(outline) if outline is not None else None,
                        width=w)  # fmt: skip
-        if mask is not None:
-            self.m.polygon(p, fill=mask)
-        if face is not None:
-            self.f.polygon(p, fill=face)
+        for draw, value in self._masks(skin=mask, face=face, head=head):
+            draw.polygon(p, fill=value)
 
     def ellipse(self, cx, cy, rx, ry, fill=None, outline=None, width: float = 0, mask=None,
-                face=None):  # fmt: skip
+                face=None, head=None):  # fmt: skip
         s = self.s
         box = (cx * s - rx * s - 0.5, cy * s - ry * s - 0.5, cx * s + rx * s - 0.5,
                cy * s + ry * s - 0.5)  # fmt: skip
         w = max(1, round(width * s)) if width else 1
         self.d.ellipse(box, fill=None if fill is None else _rgb(fill),
                        outline=None if outline is None else _rgb(outline), width=w)  # fmt: skip
-        if mask is not None:
-            self.m.ellipse(box, fill=mask)
-        if face is not None:
-            self.f.ellipse(box, fill=face)
+        for draw, value in self._masks(skin=mask, face=face, head=head):
+            draw.ellipse(box, fill=value)
 
     def line(self, pts, fill, width: float) -> None:
         self.d.line(self._pts(pts), fill=_rgb(fill), width=max(1, round(width * self.s)),
@@ -330,16 +331,16 @@ def _draw_person(
         back = _arc(cx, cy - 0.15 * fh, fw * 1.16, fh * 1.12, np.pi, 2 * np.pi, 20)
         back = [(cx - fw * 1.3, chin + 0.13), *back, (cx + fw * 1.3, chin + 0.13)]
         back += _arc(cx, chin + 0.13, fw * 1.3, 0.03, 0, np.pi, 10)
-        pen.poly(back, hair, outline=hair * 0.7, width=0.006)
+        pen.poly(back, hair, outline=hair * 0.7, width=0.006, head=255)
     elif style == "curly":
         ccx, ccy, rx, ry = cx, cy - 0.3 * fh, fw * 1.6, fh * 1.2
-        pen.ellipse(ccx, ccy, rx, ry, fill=hair)
+        pen.ellipse(ccx, ccy, rx, ry, fill=hair, head=255)
         for k, t in enumerate(np.linspace(0, 2 * np.pi, 22, endpoint=False)):
             r = 0.038 + 0.008 * (k % 3)
-            pen.ellipse(ccx + rx * math.cos(t), ccy + ry * math.sin(t), r, r, fill=hair)
+            pen.ellipse(ccx + rx * math.cos(t), ccy + ry * math.sin(t), r, r, fill=hair, head=255)
     elif style == "bun":
         pen.ellipse(cx, cy - 1.22 * fh - 0.04, 0.07, 0.06, fill=hair, outline=hair * 0.7,
-                    width=0.006)  # fmt: skip
+                    width=0.006, head=255)  # fmt: skip
 
     # neck
     neck = [(cx - fw * 0.46, cy + 0.4 * fh), (cx + fw * 0.46, cy + 0.4 * fh)]
@@ -358,7 +359,7 @@ def _draw_person(
             pen.line([(cx + fw * 0.22, ys + k), (cx + fw * 0.64, ys + k - 0.01)], sc * 0.6, 0.01)
 
     # skull (hair colour, or skin when bald) and ears
-    pen.ellipse(*skull, fill=skin if style == "bald" else hair)
+    pen.ellipse(*skull, fill=skin if style == "bald" else hair, head=255)
     er = 0.02 + 0.016 * f["ear_size"]
     for sgn in (-1, 1):
         ex = cx + sgn * (g.half_width_at(g.eye_y + 0.03) + er * 0.15)
@@ -367,7 +368,7 @@ def _draw_person(
 
     # face
     outline = g.face_outline()
-    pen.poly(outline, skin, mask=255, outline=skin * 0.72, width=0.006, face=255)
+    pen.poly(outline, skin, mask=255, outline=skin * 0.72, width=0.006, face=255, head=255)
     # soft cheek colour
     for sgn in (-1, 1):
         pen.ellipse(cx + sgn * g.eye_dx, g.tip_y + 0.005, 0.03, 0.018,
@@ -445,12 +446,12 @@ def _draw_person(
         yb = cy - 0.72 * fh - (0.06 if style == "curly" else 0.0)
         crown = [(cx - fw * 0.98 * big, yb), *_arc(cx, yb - 0.12, fw * 0.86 * big, 0.07, np.pi,
                                                    2 * np.pi, 16), (cx + fw * 0.98 * big, yb)]  # fmt: skip
-        pen.poly(crown, hc, mask=0, outline=hc * 0.7, width=0.005, face=0)
+        pen.poly(crown, hc, mask=0, outline=hc * 0.7, width=0.005, face=0, head=0)
         band = [(cx - fw * 0.97 * big, yb), (cx - fw * 0.94 * big, yb - 0.035)]
         band += [(cx + fw * 0.94 * big, yb - 0.035), (cx + fw * 0.97 * big, yb)]
         pen.poly(band, colours["hat_band"])
         pen.ellipse(cx, yb, fw * 1.5 * big, 0.026, fill=hc * 0.9, outline=hc * 0.6, width=0.005,
-                    mask=0, face=0)  # fmt: skip
+                    mask=0, face=0, head=0)  # fmt: skip
 
     if ctx.glasses:
         gc = colours["glasses"]
@@ -484,13 +485,13 @@ def _draw_front_hair(pen: _Pen, style: str, g: _Geom, hair: np.ndarray, skin: np
         line += [(cx, cy + (hl - 0.03) * fh), (cx - fw * 0.45, cy + hl * fh)]
         line += [(cx - fw * 0.92, cy - 0.4 * fh)]
         pen.poly(cap + line, hair, mask=0, outline=None if style == "curly" else hair * 0.7,
-                 width=0.006)  # fmt: skip
+                 width=0.006, head=255)  # fmt: skip
         if style == "curly":
             for k, t in enumerate(np.linspace(-0.9, 0.9, 9)):
                 x = cx + fw * 0.82 * t
                 y = cy - fh * (0.62 - 0.22 * t * t)
                 r = 0.028 + 0.006 * (k % 2)
-                pen.ellipse(x, y, r, r, fill=hair, mask=0)
+                pen.ellipse(x, y, r, r, fill=hair, mask=0, head=255)
             rs = np.random.default_rng(7)  # fixed curl texture, identical for everyone
             for x, y in rs.uniform(-1, 1, (40, 2)):
                 px, py = cx + x * fw * 1.4, cy - 0.3 * fh + y * fh * 1.05
@@ -500,7 +501,7 @@ def _draw_front_hair(pen: _Pen, style: str, g: _Geom, hair: np.ndarray, skin: np
             for sgn in (-1, 1):  # sideburns
                 sb = [(cx + sgn * fw * 1.0, cy - 0.42 * fh), (cx + sgn * fw * 0.86, cy - 0.42 * fh)]
                 sb += [(cx + sgn * fw * 0.9, g.eye_y + 0.01), (cx + sgn * fw * 1.0, g.eye_y + 0.01)]
-                pen.poly(sb, hair, mask=0)
+                pen.poly(sb, hair, mask=0, head=255)
             pen.line(_arc(cx, sy, rx * 0.7, ry * 0.85, np.pi + 0.6, 2 * np.pi - 0.9, 10), light,
                      0.01)  # fmt: skip
         return
@@ -509,7 +510,7 @@ def _draw_front_hair(pen: _Pen, style: str, g: _Geom, hair: np.ndarray, skin: np
         line = [(cx + fw * 0.95, cy - 0.3 * fh), (cx + fw * 0.5, cy - 0.58 * fh)]
         line += [(cx + fw * 0.1, cy - 0.6 * fh), (cx - fw * 0.45, cy - 0.45 * fh)]
         line += [(cx - fw * 0.85, cy - 0.25 * fh), (cx - fw * 1.02, cy - 0.1 * fh)]
-        pen.poly(cap + line, hair, mask=0, outline=hair * 0.7, width=0.006)
+        pen.poly(cap + line, hair, mask=0, outline=hair * 0.7, width=0.006, head=255)
         pen.line([(cx + fw * 0.42, sy - ry * 1.05), (cx + fw * 0.38, cy - 0.8 * fh)], dark, 0.008)
         for k in range(3):
             o = 0.15 + 0.18 * k
@@ -523,7 +524,7 @@ def _draw_front_hair(pen: _Pen, style: str, g: _Geom, hair: np.ndarray, skin: np
         outer += [(cx + sgn * fw * 1.2, cy + 0.5 * fh)]
         inner = [(cx + sgn * fw * 0.95, cy + 0.4 * fh), (cx + sgn * fw * 0.88, cy - 0.2 * fh)]
         inner += [(cx + sgn * fw * 0.5, cy - 0.62 * fh), (cx + sgn * 0.008, cy - 0.8 * fh)]
-        pen.poly(outer + inner, hair, mask=0, outline=hair * 0.7, width=0.006)
+        pen.poly(outer + inner, hair, mask=0, outline=hair * 0.7, width=0.006, head=255)
         pen.line([(cx + sgn * fw * 0.3, sy - ry * 0.95), (cx + sgn * fw * 1.05, cy + 0.1 * fh)],
                  light, 0.007)  # fmt: skip
 
@@ -671,9 +672,8 @@ def render(
 
     lh = round(_LAYER_H * S)
     layer = Image.new("RGBA", (S, lh), (0, 0, 0, 0))
-    mask = Image.new("L", (S, lh), 0)
-    face = Image.new("L", (S, lh), 0)
-    _draw_person(_Pen(layer, mask, face, S), v, g, context, colours)
+    masks = {k: Image.new("L", (S, lh), 0) for k in ("skin", "face", "head")}
+    _draw_person(_Pen(layer, masks, S), v, g, context, colours)
 
     # affine map canonical -> output: p = o + M (q - c), in continuous pixel coordinates
     scale = FRAMING_SCALE[context.framing] * jsc
@@ -687,8 +687,11 @@ def render(
     # drawn without anti-aliasing, so its RGBA bytes are already premultiplied
     warped = layer.transform((S, S), Image.AFFINE, data, Image.NEAREST)
     warped = Image.frombuffer("RGBa", (S, S), warped.tobytes(), "raw", "RGBa", 0, 1)
-    wmask = mask.transform((S, S), Image.AFFINE, data, Image.NEAREST)
-    wface = face.transform((S, S), Image.AFFINE, data, Image.NEAREST)
+    warped_masks = {
+        k: np.asarray(m.transform((S, S), Image.AFFINE, data, Image.NEAREST).reduce(4), np.float32)
+        / 255
+        for k, m in masks.items()
+    }
 
     def to_out(pts: np.ndarray) -> np.ndarray:
         return (o + (pts * S - c) @ M.T) / 4.0
@@ -720,8 +723,9 @@ def render(
         image=image,
         box=box,
         landmarks=to_out(lm).astype(np.float32),
-        mask=np.asarray(wmask.reduce(4), np.float32) / 255,
-        face_mask=np.asarray(wface.reduce(4), np.float32) / 255,
+        mask=warped_masks["skin"],
+        face_mask=warped_masks["face"],
+        head_mask=warped_masks["head"],
     )
 
 
