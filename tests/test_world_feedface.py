@@ -47,16 +47,16 @@ def test_rendered_samples_carry_their_face_box(trained, tiny_world):
     work, _ = trained
     data = FaceDataset(work / "data")
     sample = data[0]
-    # the loss mask is the face and the hair, as the renderer drew them (DATA_MASK)
+    # the loss mask is the face with its facial hair, as the renderer drew it (DATA_MASK)
     from sameface.world.recipes import anonymous_identities
     from sameface.world.render import Context, render
 
     meta = json.loads((work / "data" / "prepare.json").read_text())
-    assert meta["world_source"]["mask"] == "head"
+    assert meta["world_source"]["mask"] == "face"
     person = anonymous_identities(tiny_world, 6, np.random.default_rng([0, 0]))[0]
     rng = np.random.default_rng([0, 1, 0])
     r = render(person, Context.random(rng), size=sample["mask"].shape[0], rng=rng)
-    assert np.array_equal(sample["mask"] >= 128, r.head_mask >= 0.5)
+    assert np.array_equal(sample["mask"] >= 128, r.face_mask >= 0.5)
     x0, y0, x1, y1 = sample["box"]
     ys, xs = np.nonzero(sample["mask"])
     # The face mask lies about the box the renderer drew the face in.

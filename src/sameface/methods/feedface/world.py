@@ -48,11 +48,11 @@ batch 96), as for PuLID's world preset."""
 DEFAULT_IMAGES = 3000
 """Training portraits rendered by `train_world_feedface`."""
 
-DATA_MASK = "head"
-"""The mask of the regularisation loss in the world: face and hair (`render_face_dataset`).
-The paper's facial mask comes from a face parser (Facer); in the world the hair is as much
-the person as the face (the judge's similarity of a reference person falls from 0.98 to
-0.37 with only the hair lightened), and a face-only mask pins the hair to the base model's."""
+DATA_MASK = "face"
+"""The regularisation loss's mask in the world (`render_face_dataset`): the face with what is
+on it (moustache, beard, fringe), as the paper's facial mask from a face parser and
+`landmark_mask` on photos. "head" (+ the hair) was measured beside it (docs/feedface.md):
+no more identity in the full suites, and less context."""
 
 
 def world_feedface_config(world: Any, **overrides: Any) -> Any:
