@@ -44,7 +44,9 @@ def test_round_trip_within_half_a_step_per_row(tmp_path):
     assert size_q < 0.6 * (tmp_path / "h.safetensors").stat().st_size
 
 
-@pytest.mark.parametrize("case", ["orphan scale", "wrong rows", "not int8", "unknown scheme"])
+@pytest.mark.parametrize(
+    "case", ["orphan scale", "wrong rows", "not int8", "uint8", "unknown scheme"]
+)
 def test_crafted_quantised_files_are_refused(tmp_path, case):
     q, tags = quantize_rows(_tensors())
     if case == "orphan scale":
@@ -53,6 +55,8 @@ def test_crafted_quantised_files_are_refused(tmp_path, case):
         q["w" + SCALE_SUFFIX] = torch.ones(255)
     elif case == "not int8":
         q["w"] = q["w"].float()
+    elif case == "uint8":
+        q["w"] = q["w"].to(torch.uint8)
     else:
         tags = {QUANT_TAG: "int4-blocks"}
     save_safetensors(q, tmp_path / "q.safetensors", tags)

@@ -247,7 +247,8 @@ def dequantize_rows(
     for key in sorted(set(tensors) - set(out)):
         name, scale = key[: -len(SCALE_SUFFIX)], tensors[key]
         q = tensors.get(name)
-        if q is None or q.ndim != 2 or scale.shape != (q.shape[0],) or str(q.dtype)[-4:] != "int8":
+        int8 = q is not None and str(q.dtype) in ("int8", "torch.int8")  # numpy / torch
+        if not int8 or q.ndim != 2 or scale.shape != (q.shape[0],):
             raise error(f"{what}: scale {key!r} matches no int8 matrix of {scale.shape[0]} rows")
         out[name] = (
             q.astype("float32") * scale[:, None]

@@ -261,7 +261,8 @@ def _arc(cx: float, cy: float, rx: float, ry: float, t0: float, t1: float, n: in
 
 
 class _Pen:
-    """Draws canonical-unit shapes on the RGBA layer and (optionally) the skin and face masks."""
+    """Draws canonical-unit shapes on the RGBA layer and (optionally) the skin, face and head
+    masks."""
 
     def __init__(self, layer: Image.Image, masks: dict[str, Image.Image], scale: float):
         self.d = ImageDraw.Draw(layer)
