@@ -1,0 +1,103 @@
+"""The artifact of the pseudo-word methods (textual inversion, DreamIdentity): an identity as a
+few vectors in the text encoders' input space, in the file plain diffusers loads, plus a sidecar.
+
+    out/learned_embeds.safetensors   SD1.x/SD2.x: {"<id>": (k, dim)}
+                                     SDXL: {"clip_l": (k, 768), "clip_g": (k, 1280)}
+    out/artifact.json                method, base model, placeholder, settings (the method's own)
+    out/identity/                    the identity the vectors came from (reference faces)
+
+Load in diffusers without sameface:
+    pipe.load_textual_inversion("out/learned_embeds.safetensors", token="<id>")
+    # SDXL:
+    sd = safetensors.torch.load_file("out/learned_embeds.safetensors")
+    pipe.load_textual_inversion(sd["clip_l"], token="<id>", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(sd["clip_g"], token="<id>", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError
+from ..fileio import write_json_atomic
+
+FORMAT_VERSION = 1
+"""Newest `artifact.json` format_version the readers here accept."""
+EMBEDS_FILE = "learned_embeds.safetensors"
+META_FILE = "artifact.json"
+SDXL_KEYS = ("clip_l", "clip_g")
+
+
+def embedding_keys(family: str, placeholder: str) -> tuple[str, ...]:
+    """State-dict keys, one per text encoder, in the format diffusers loads."""
+    return SDXL_KEYS if family == "sdxl" else (placeholder,)
+
+
+def save_embeddings(
+    folder: Path, family: str, placeholder: str, vectors: list[Any], meta: dict
+) -> None:
+    """Write the embeddings and the sidecar atomically (each via a temporary file + rename)."""
+    from ..tensorfile import save_safetensors
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = embedding_keys(family, placeholder)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in zip(keys, vectors, strict=True)}
+    metadata = {"placeholder": placeholder, "family": family}
+    save_safetensors(tensors, folder / EMBEDS_FILE, metadata)
+    write_json_atomic(folder / META_FILE, meta, sort_keys=True)
+
+
+def load_embeddings(folder: str | os.PathLike, method: str | None = None) -> tuple[list[Any], dict]:
+    """(vectors per text encoder, sidecar) of a saved artifact.
+
+    Args:
+        folder: the artifact folder.
+        method: the method that must have written it (None: any; old textual-inversion
+            artifacts name none).
+
+    Raises:
+        ArtifactError: files missing or inconsistent, or written by another method.
+    """
+    from ..tensorfile import read_safetensors
+
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file() or not (folder / EMBEDS_FILE).is_file():
+        raise ArtifactError(
+            f"{folder}: not a {method or 'pseudo-word'} artifact ({META_FILE} and {EMBEDS_FILE} needed)"
+        )
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{folder / META_FILE}: unreadable ({e})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{folder / META_FILE}: not a JSON object")
+    if method is not None and meta.get("method", method) != method:
+        raise ArtifactError(f"{folder}: a {meta.get('method')} artifact, not a {method} one")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
+        raise ArtifactError(
+            f"{folder / META_FILE}: unknown format_version {version!r} (this sameface reads "
+            f"1..{FORMAT_VERSION})"
+        )
+    tensors, _ = read_safetensors(folder / EMBEDS_FILE)
+    import torch
+
+    for k, v in tensors.items():
+        if v.dtype not in (torch.float32, torch.float16, torch.bfloat16) or v.ndim != 2:
+            raise ArtifactError(
+                f"{folder / EMBEDS_FILE}: {k!r} must be a 2-d float tensor (vectors x width), "
+                f"got {tuple(v.shape)} {v.dtype}"
+            )
+    keys = embedding_keys(meta.get("family", "sd1"), meta.get("placeholder", "<id>"))
+    if set(keys) - set(tensors):
+        raise ArtifactError(
+            f"{folder / EMBEDS_FILE}: expected keys {list(keys)}, found {sorted(tensors)}"
+        )
+    return [tensors[k] for k in keys], meta
