@@ -17,6 +17,12 @@ from sameface.models import tiny_base_model
 
 # Few-step settings per method, so the matrix stays fast.
 FAST = {
+    # An untrained (zero projections) M² encoder on a tiny random ViT backbone.
+    "dreamidentity": {
+        "adapter": "untrained",
+        "backbone": "tiny-vit",
+        "feature_layers": (1, 2, 3, 4),
+    },
     # An untrained (freshly initialised) FeedFace on the tiny random CLIP vision model.
     "feedface": {"adapter": "untrained", "clip_vision": "tiny-random"},
     "textual-inversion": {"steps": 4, "checkpoint_every": 2, "init": "face"},
@@ -36,6 +42,7 @@ FAST = {
 }
 # One invalid setting per method: its config must refuse it with a ValueError.
 INVALID = {
+    "dreamidentity": {"scales": "both"},
     "feedface": {"loss": "l1"},
     "textual-inversion": {"steps": 0},
     "pulid": {"stage": 0},
@@ -134,6 +141,10 @@ def _pulid_train_kwargs() -> dict:
 
 
 TRAIN = {
+    "dreamidentity": (
+        FAST["dreamidentity"] | {"batch_size": 2, "steps": 4, "checkpoint_every": 3},
+        dict,
+    ),
     "feedface": (
         {"clip_vision": "tiny-random", "batch_size": 2, "steps": 4, "checkpoint_every": 3},
         dict,

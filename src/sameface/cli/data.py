@@ -55,3 +55,16 @@ def add_parsers(sub, common) -> None:
     )
     add_face_options(p, policy_flag="--face-policy")
     p.set_defaults(func=cmd_data_prepare, min_face_size=64.0)
+    _add_method_commands(pdata, common)
+
+
+def _add_method_commands(pdata, common) -> None:
+    """The `data` sub-commands the registered methods add (`MethodSpec.data_commands`)."""
+    import importlib
+
+    from ..methods import available_methods, get_method
+
+    for n in available_methods():
+        for target in get_method(n).data_commands.values():
+            module, _, attr = target.partition(":")
+            getattr(importlib.import_module(module), attr)(pdata, common)

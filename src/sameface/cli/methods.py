@@ -296,7 +296,9 @@ def add_parsers(sub, common) -> None:
     )
     g.add_argument("--method", help="encoder method for --face, e.g. pulid")
     g.add_argument(
-        "--adapter", metavar="DIR", help="encoder methods: the trained weights (`sameface train`)"
+        "--adapter",
+        metavar="DIR",
+        help="encoder methods: the trained weights (`sameface train`)",
     )
     _add_generate_options(g, registry)
     g.add_argument(

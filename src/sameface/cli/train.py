@@ -18,6 +18,13 @@ def cmd_train(args) -> int:
         raise SamefaceError(f"{method.name} trains per identity: use `sameface personalize`")
     config = method_config(method, args)
     extra = {"init_from": args.init_from} if args.init_from else {}
+    for name in _train_inputs():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in method.train_inputs:
+            raise SamefaceError(f"--{name.replace('_', '-')} is not an input of {method.name}")
+        extra[name] = value
     ctx = distributed_context()
     # One run per --out; the other processes of this run are its main process's helpers.
     _lock = FolderLock(args.out, "sameface train").acquire() if ctx.is_main else None
@@ -30,6 +37,17 @@ def cmd_train(args) -> int:
         stage = f" stage {config.stage}" if hasattr(config, "stage") else ""
         print(f"{method.name}{stage}: weights in {out}")
     return 0
+
+
+def _train_inputs() -> dict[str, tuple[str, list[str]]]:
+    """Every registered trainer's further inputs: keyword -> (help, methods taking it)."""
+    from ..methods import available_methods, get_method
+
+    out: dict[str, tuple[str, list[str]]] = {}
+    for n in available_methods():
+        for key, text in get_method(n).train_inputs.items():
+            out.setdefault(key, (text, []))[1].append(n)
+    return out
 
 
 def add_parsers(sub, common) -> None:
@@ -68,6 +86,10 @@ def add_parsers(sub, common) -> None:
         metavar="DIR",
         help="start from this trained folder (e.g. the previous stage)",
     )
+    for key, (text, owners) in _train_inputs().items():
+        p.add_argument(
+            f"--{key.replace('_', '-')}", metavar="DIR", help=f"{', '.join(owners)}: {text}"
+        )
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set lambda_id=0.5"
     )

@@ -2,6 +2,7 @@
 
 from .alignment import align_layout_loss, align_semantic_loss, alignment_loss
 from .diffusion import diffusion_target, l_simple, sample_timesteps
+from .embedding import embedding_regularization
 from .identity import face_id_loss
 from .masked import MASK_LOSSES, feedface_loss, mask_diffusion_loss, regularization_mask_loss
 
@@ -11,6 +12,7 @@ __all__ = [
     "align_semantic_loss",
     "alignment_loss",
     "diffusion_target",
+    "embedding_regularization",
     "face_id_loss",
     "feedface_loss",
     "l_simple",

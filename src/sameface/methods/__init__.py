@@ -16,6 +16,7 @@ from pathlib import Path
 from .spec import GenerationOutput, MethodSpec, WorldRecipe
 
 METHOD_PACKAGES = {
+    "dreamidentity": "sameface.methods.dreamidentity",
     "feedface": "sameface.methods.feedface",
     "pulid": "sameface.methods.pulid",
     "textual-inversion": "sameface.methods.textual_inversion",

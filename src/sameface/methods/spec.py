@@ -33,6 +33,10 @@ class MethodSpec:
         generate_options: extra pipeline call arguments `generate` offers, each documented by
             a config field: {call argument: config field} (e.g. {"id_scale":
             "inference_id_scale"}: the flag `--id-scale` takes that field's type and help).
+        train_inputs: further folders `train` takes beside the dataset: {keyword: help}
+            (`sameface train` offers `--keyword DIR`).
+        data_commands: `sameface data <name>` sub-commands the method adds: {name:
+            "module:function"}, the function adding its parser (`function(subparsers, common)`).
     """
 
     name: str
@@ -45,6 +49,8 @@ class MethodSpec:
     world: WorldRecipe | None = None
     trained_meta: str | None = None
     generate_options: Mapping[str, str] = field(default_factory=dict)
+    train_inputs: Mapping[str, str] = field(default_factory=dict)
+    data_commands: Mapping[str, str] = field(default_factory=dict)
 
     def __getattribute__(self, name: str) -> Any:
         # personalize / pipeline_cls / train may be given as "module:attr" and are imported on

@@ -56,4 +56,78 @@ def trained_base(method: Any, folder: str | os.PathLike) -> str:
     return recorded_path(folder, spec)
 
 
-__all__ = ["recorded_path", "trained_base", "trained_record"]
+def save_trained(
+    folder: str | os.PathLike,
+    weights_file: str,
+    meta_file: str,
+    tensors: dict[str, Any],
+    meta: dict,
+) -> Path:
+    """Write a trained folder: the weights, then the JSON record (last), each atomically; both
+    carry one new save id, so a folder mixing two saves is refused on load."""
+    import uuid
+
+    from ..fileio import write_json_atomic
+    from ..tensorfile import save_safetensors
+
+    folder = Path(folder)
+    save_id = uuid.uuid4().hex
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    fmt = str(meta.get("format", ""))
+    save_safetensors(tensors, folder / weights_file, {"save_id": save_id, "format": fmt})
+    write_json_atomic(folder / meta_file, {**meta, "save_id": save_id})
+    return folder
+
+
+def read_trained_meta(
+    folder: str | os.PathLike, meta_file: str, fmt: str, version: int, what: str
+) -> dict:
+    """The JSON record of a trained folder, checked for its format and version.
+
+    Raises:
+        ArtifactError: missing, unreadable, of another format or an unsupported version.
+    """
+    path = Path(folder) / meta_file
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder}: not a {what} folder ({meta_file} is missing)") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise ArtifactError(f"{path}: not a {what} file")
+    if meta.get("format_version") != version:
+        raise ArtifactError(
+            f"{path}: format_version {meta.get('format_version')!r} is not supported "
+            f"(this sameface reads {version})"
+        )
+    return meta
+
+
+def read_trained_weights(
+    folder: str | os.PathLike, weights_file: str, meta: dict, device: str = "cpu"
+) -> dict[str, Any]:
+    """The weights of a trained folder, checked to come from the same save as its `meta`.
+
+    Raises:
+        ArtifactError: missing or unreadable, or from another save than the record.
+    """
+    from ..tensorfile import read_safetensors
+
+    path = Path(folder) / weights_file
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: {weights_file} is missing")
+    tensors, tags = read_safetensors(path, device=device)
+    if tags.get("save_id") != meta.get("save_id"):
+        raise ArtifactError(f"{folder}: the weights and their record come from two different saves")
+    return tensors
+
+
+__all__ = [
+    "read_trained_meta",
+    "read_trained_weights",
+    "recorded_path",
+    "save_trained",
+    "trained_base",
+    "trained_record",
+]
