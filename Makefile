@@ -25,6 +25,8 @@ bench:
 	$(BIN)/python benchmarks/pulid_train.py
 	$(BIN)/python benchmarks/feedface.py
 	$(BIN)/python benchmarks/feedface_train.py
+	$(BIN)/python benchmarks/dreamidentity.py
+	$(BIN)/python benchmarks/dreamidentity_augment.py
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

@@ -7,7 +7,9 @@ import itertools
 import time
 
 
-def step_times(pipe, steps: int, **kwargs) -> list[float]:
+def step_times(
+    pipe, steps: int, prompt: str = "portrait of a person, cinematic", **kwargs
+) -> list[float]:
     """Seconds per denoising step for steps 2..1+steps of one pipeline call."""
     import torch
 
@@ -18,7 +20,7 @@ def step_times(pipe, steps: int, **kwargs) -> list[float]:
         return callback_kwargs
 
     pipe(
-        prompt="portrait of a person, cinematic",
+        prompt=prompt,
         negative_prompt="lowres, blurry",
         num_inference_steps=1 + steps,
         guidance_scale=7.5,

@@ -18,7 +18,7 @@ from sameface.methods.feedface.world import (
     train_world_feedface,
     world_feedface_adapter,
 )
-from tests.world_helpers import TruthDetector
+from tests.world_helpers import new_person_identity, one_image
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"batch_size": 2, "steps": 2, "checkpoint_every": 1, "log_every": 1}
@@ -95,31 +95,15 @@ def test_trained_and_published_into_the_world(trained, tiny_world):
 
 
 def test_personalize_and_generate_with_the_world_adapter(trained, tiny_world, tmp_path):
-    from sameface.faces import FaceAnalyzer
-    from sameface.identity import Identity
     from sameface.methods.feedface import FeedFaceConfig, personalize
     from sameface.methods.feedface.pipeline import FeedFacePipeline
-    from sameface.world.render import Context, render
 
-    rng = np.random.default_rng(0)
-    person = tiny_world.people[1].params[0]
-    renders = [
-        render(person, Context.random(rng), size=tiny_world.image_size, rng=rng) for _ in range(2)
-    ]
-    analyzer = FaceAnalyzer(tiny_world.recognizer, detector=TruthDetector(renders), min_face_size=1)
-    identity = Identity.from_images(
-        [r.image for r in renders], analyzer=analyzer, square_expand=None
-    )
+    identity = new_person_identity(tiny_world)
     _, adapter = trained
     out = personalize(identity, tiny_world.base, FeedFaceConfig(adapter=str(adapter)), tmp_path)
     with FeedFacePipeline.from_artifact(out, tiny_world.base) as pipe:
-        image = pipe(
-            "a photo of <id>",
-            num_inference_steps=2,
-            output_type="np",
-            generator=torch.Generator().manual_seed(0),
-        ).images[0]
-    assert np.asarray(image).shape == (tiny_world.image_size, tiny_world.image_size, 3)
+        image = one_image(pipe)
+    assert image.shape == (tiny_world.image_size, tiny_world.image_size, 3)
 
 
 def test_world_bench_offers_feedface_once_trained(trained, tiny_world):

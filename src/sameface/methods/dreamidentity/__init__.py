@@ -10,6 +10,7 @@ from typing import Any
 
 from ..spec import MethodSpec
 from .config import DreamIdentityConfig
+from .world import RECIPE
 
 METHOD = MethodSpec(
     name="dreamidentity",
@@ -22,6 +23,7 @@ METHOD = MethodSpec(
     trained_meta="dreamidentity.json",
     train_inputs={"augmented": "self-augmented triplets (`sameface data self-augment`)"},
     data_commands={"self-augment": f"{__name__}.cli:add_parser"},
+    world=RECIPE,
 )
 
 

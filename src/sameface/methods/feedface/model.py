@@ -10,9 +10,7 @@ and the base model stay frozen.
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from torch import nn
 
 from ...adapters.control_blocks import SCALE_KEY, TOKENS_KEY, ControlBlocks
 from ...errors import ArtifactError
+from ..trained import read_trained_meta, read_trained_weights, save_trained
 from .config import FeedFaceConfig
 
 WEIGHTS_FILE = "feedface.safetensors"
@@ -135,15 +134,10 @@ class FeedFaceModel(nn.Module):
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write `feedface.safetensors` and `feedface.json` (last) into `folder`, atomically;
         both carry one save id, so `load` refuses a folder mixing two saves."""
-        from ...fileio import write_json_atomic
-        from ...tensorfile import save_safetensors
-
-        folder = Path(folder)
-        save_id = uuid.uuid4().hex
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_safetensors(tensors, folder / WEIGHTS_FILE, {"save_id": save_id, "format": FORMAT})
-        write_json_atomic(folder / META_FILE, {**(extra or {}), **self.meta(), "save_id": save_id})
-        return folder
+        tensors = dict(self.state_dict())
+        return save_trained(
+            folder, WEIGHTS_FILE, META_FILE, tensors, {**(extra or {}), **self.meta()}
+        )
 
     @classmethod
     def load(
@@ -158,8 +152,6 @@ class FeedFaceModel(nn.Module):
             ArtifactError: files missing or from two saves, or made for another base family,
                 UNet layout or CLIP vision model.
         """
-        from ...tensorfile import read_safetensors
-
         folder = Path(folder)
         meta = read_meta(folder)
         if meta.get("family") != base.family:
@@ -180,9 +172,7 @@ class FeedFaceModel(nn.Module):
                     f"FeedFace model was trained on {feature_dim}"
                 )
         path = folder / WEIGHTS_FILE
-        tensors, tags = read_safetensors(path, device=str(base.device))
-        if tags.get("save_id") != meta.get("save_id"):
-            raise ArtifactError(f"{folder}: weights and {META_FILE} come from two different saves")
+        tensors = read_trained_weights(folder, WEIGHTS_FILE, meta, str(base.device))
         model = cls(base, config, vision=vision, feature_dim=feature_dim)
         try:
             model.load_state_dict(tensors)
@@ -208,18 +198,4 @@ class FeedFaceModel(nn.Module):
 
 def read_meta(folder: str | os.PathLike) -> dict:
     """The `feedface.json` of a saved FeedFace model."""
-    path = Path(folder) / META_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{folder}: not a FeedFace folder ({META_FILE} is missing)") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: cannot read ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a FeedFace model file")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path}: format_version {meta.get('format_version')!r} is not supported "
-            f"(this sameface reads {FORMAT_VERSION})"
-        )
-    return meta
+    return read_trained_meta(folder, META_FILE, FORMAT, FORMAT_VERSION, "FeedFace")
