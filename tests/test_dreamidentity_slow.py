@@ -35,15 +35,15 @@ def test_vit_t_shaped_backbone_reads_layers_3_6_9_12_and_the_embedding(tmp_path)
     assert [tuple(f.shape) for f in feats] == [(2, 256)] * 4 + [(2, 512)]
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
-def test_words_for_the_real_text_encoders(tmp_path, family, obama, obama2):
+def test_words_for_the_real_sdxl_text_encoders(tmp_path, obama, obama2):
+    """SDXL: the words for both encoders (SD1.5's 768-wide words: the training step below)."""
     from safetensors.torch import load_file
 
     from sameface.methods.dreamidentity.encode import personalize
 
-    base = real_config_base_model(family)
+    base = real_config_base_model("sdxl")
     model = M2Encoder(base, DreamIdentityConfig(), backbone=load_backbone("sface"))
-    assert model.k == 5 and model.widths == ([768] if family == "sd1" else [768, 1280])
+    assert model.k == 5 and model.widths == [768, 1280]
     for per_encoder in model.proj:
         for p in per_encoder:
             torch.nn.init.normal_(p[1].weight, std=0.02)
@@ -51,10 +51,7 @@ def test_words_for_the_real_text_encoders(tmp_path, family, obama, obama2):
     ident = Identity.from_images([obama, obama2], square_size=64)
     art = personalize(ident, base, DreamIdentityConfig(adapter=str(folder)), tmp_path / "id")
     tensors = load_file(str(art / "learned_embeds.safetensors"))
-    if family == "sd1":
-        assert tensors["<id>"].shape == (5, 768)
-    else:
-        assert tensors["clip_l"].shape == (5, 768) and tensors["clip_g"].shape == (5, 1280)
+    assert tensors["clip_l"].shape == (5, 768) and tensors["clip_g"].shape == (5, 1280)
     assert json.loads((art / "artifact.json").read_text())["num_tokens"] == 5
 
 
