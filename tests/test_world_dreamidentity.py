@@ -57,6 +57,7 @@ def test_trained_and_published_into_the_world(trained, tiny_world):
     meta = json.loads((encoder / "dreamidentity.json").read_text())
     assert meta["base"] == "../base" and meta["config"]["backbone"] == "world:../"
     assert meta["trained"]["steps"] == 2 and meta["trained"]["triplets"] >= 1
+    assert meta["trained"]["augmented"] == "augmented"  # no local work path in the world
     summary = json.loads((work / "augmented" / "augment.json").read_text())
     assert (
         summary["settings"]["recognizer"] == "world"

@@ -190,6 +190,8 @@ def publish_encoder(folder: str | os.PathLike, world_folder: str | os.PathLike) 
         meta["base"] = "../base"
         meta["config"] = dict(meta["config"]) | {"backbone": "world:../"}
         meta["backbone"] = dict(meta.get("backbone") or {}) | {"folder": "../"}
+        if (meta.get("trained") or {}).get("augmented"):  # a local work path: keep its name only
+            meta["trained"]["augmented"] = Path(meta["trained"]["augmented"]).name
         return meta
 
     return publish_trained(
