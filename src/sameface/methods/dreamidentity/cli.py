@@ -11,7 +11,6 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 def cmd_self_augment(args) -> int:
     from ...cli.common import process_device, recognizer_kwargs
     from ...data.celebs.bank import CelebrityBank
-    from ...errors import SamefaceError
     from ...faces import FaceAnalyzer
     from ...locks import FolderLock
     from ...models import load_base_model
@@ -19,8 +18,6 @@ def cmd_self_augment(args) -> int:
     from ...training.distributed import distributed_context
     from .augment import EDIT_TEMPLATES, FACE_TEMPLATE, self_augment
 
-    if not args.bank:
-        raise SamefaceError("--bank BANK is needed (a celebrity bank: `sameface celebs build`)")
     ctx = distributed_context()
     _lock = FolderLock(args.out, "sameface data self-augment").acquire() if ctx.is_main else None
     templates = EDIT_TEMPLATES
@@ -77,7 +74,12 @@ def add_parser(pdata, common) -> None:
         "name; several processes with `accelerate launch -m sameface.cli data self-augment ...`.",
     )
     p.add_argument("--base", required=True, metavar="MODEL", help="the base model that draws")
-    p.add_argument("--bank", metavar="BANK", help="celebrity bank folder (`sameface celebs build`)")
+    p.add_argument(
+        "--bank",
+        required=True,
+        metavar="BANK",
+        help="celebrity bank folder (`sameface celebs build`)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--templates", metavar="FILE", help="edit prompts, one per line, each with {name}"
