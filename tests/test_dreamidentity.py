@@ -323,6 +323,12 @@ def test_self_augment_generates_scores_keeps_and_resumes(tmp_path):
     assert again["kept"] == summary["kept"]
     with pytest.raises(SamefaceError, match="no usable names"):
         self_augment(base, [" ", ""], tmp_path / "empty", **kw)
+    with pytest.raises(SamefaceError, match=r"\(templates differ\): use another --out"):
+        self_augment(base, ["Ann Example"], tmp_path, **(kw | {"templates": ("{name} in {city}",)}))
+    braces = self_augment(
+        base, ["Ann Example"], tmp_path / "braces", **(kw | {"templates": ("{name} in {city}",)})
+    )
+    assert braces["candidates"] == 1  # other braces stay as written: no KeyError
 
 
 # ---- training --------------------------------------------------------------------------------
@@ -357,6 +363,15 @@ def test_training_mixes_reconstruction_and_triplets(tmp_path, data):
     model = M2Encoder.load(out, base, tiny_vit())
     assert any(p[1].weight.abs().sum() > 0 for p in model.proj[0])  # the projections learned
     assert not base.text_encoder.get_input_embeddings()._forward_hooks  # given back as it was
+
+
+def test_continuing_needs_the_same_words(tmp_path, data):
+    base = tiny_base_model("sd1")
+    folder = _trained_folder(tmp_path, base)
+    cfg = DreamIdentityConfig(**TINY, scales="last", steps=1)
+    with pytest.raises(SamefaceError, match="scales='multi'"):
+        METHOD.train(data, base, cfg, tmp_path / "more", init_from=folder, progress=False)
+    assert not base.text_encoder.get_input_embeddings()._forward_hooks
 
 
 def test_cli_trains_personalises_and_generates(tmp_path, data, obama):

@@ -41,16 +41,20 @@ class WordsPipeline(MethodPipeline):
         self.placeholder = meta.get("placeholder", "<id>")
         k = int(meta.get("num_tokens", vectors[0].shape[0]))
         self._tokens = self._attach(base, vectors, k)
-        tokenizers = self._tokens.tokenizers
-        extra = {"tokenizer": tokenizers[0]} | (
-            {"tokenizer_2": tokenizers[1]} if base.is_sdxl else {}
-        )
-        if self.ddim:
-            from diffusers import DDIMScheduler
+        try:
+            tokenizers = self._tokens.tokenizers
+            extra = {"tokenizer": tokenizers[0]} | (
+                {"tokenizer_2": tokenizers[1]} if base.is_sdxl else {}
+            )
+            if self.ddim:
+                from diffusers import DDIMScheduler
 
-            extra["scheduler"] = DDIMScheduler.from_config(base.scheduler.config)
-        # diffusers expands `<id>` to `<id> <id>_1 ...` from the tokenizer.
-        self.pipe = base.as_pipeline(**extra)
+                extra["scheduler"] = DDIMScheduler.from_config(base.scheduler.config)
+            # diffusers expands `<id>` to `<id> <id>_1 ...` from the tokenizer.
+            self.pipe = base.as_pipeline(**extra)
+        except BaseException:
+            self._tokens.remove()  # do not leave the hooks on the base model
+            raise
         self.pipe.set_progress_bar_config(disable=None)
 
     def _attach(self, base: Any, vectors: list[Any], k: int) -> EncoderTokens:

@@ -62,6 +62,11 @@ TRIPLETS = "triplets.jsonl"
 SUMMARY = "augment.json"
 
 
+def fill(template: str, name: str) -> str:
+    """`template` with the person written in: "{name}" replaced (other braces left as they are)."""
+    return template.replace("{name}", name)
+
+
 def slug(name: str) -> str:
     """A file-name-safe form of a name."""
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:80] or "name"
@@ -165,6 +170,8 @@ def self_augment(
     names = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
     if not names:
         raise SamefaceError("the bank has no usable names: build one with `sameface celebs build`")
+    if not templates:
+        raise SamefaceError("no edit templates given")
     for t in (face_template, *templates):
         if "{name}" not in t:
             raise SamefaceError(f"template {t!r} has no {{name}} where the person goes")
@@ -174,6 +181,12 @@ def self_augment(
     out = Path(out)
     for sub in ("sources", "faces", "images", "names"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    drawn = {
+        "templates": list(templates), "face_template": face_template, "per_name": per_name,
+        "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+        "seed": seed, "base": str(getattr(base, "source", None)),
+    }  # fmt: skip
+    _check_same_drawing(out, drawn, ctx)
     mine = names[ctx.process_index :: ctx.num_processes]
     todo = [n for n in mine if not (out / "names" / f"{slug(n)}.json").is_file()]
     pipe = base.as_pipeline()
@@ -193,7 +206,7 @@ def self_augment(
         key = slug(name)
         name_seed = seed * 1_000_003 + _stable_hash(name)
         chosen = _templates_for(name, templates, per_name, seed)
-        prompts = [face_template.format(name=name)] + [t.format(name=name) for t in chosen]
+        prompts = [fill(face_template, name)] + [fill(t, name) for t in chosen]
         source, *edits = draw(prompts, name_seed)
         found = analyzer.analyze(source)
         record: dict[str, Any] = {"name": name, "slug": key}
@@ -231,6 +244,21 @@ def self_augment(
         "seed": seed, "base": getattr(base, "source", None),
         "recognizer": getattr(analyzer.recognizer, "name", None), "clip": getattr(clip, "name", None),
     })  # fmt: skip
+
+
+def _check_same_drawing(out: Path, drawn: dict, ctx: Any) -> None:
+    """A rerun into `out` must draw as the first run did (else its names would mix two sets)."""
+    path = out / "drawing.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in drawn if before.get(k) != drawn[k])
+        if changed:
+            raise SamefaceError(
+                f"{out} was drawn with other settings ({', '.join(changed)} differ): use another --out"
+            )
+    elif ctx.is_main:
+        write_json_atomic(path, drawn)
+    ctx.wait()
 
 
 def write_triplets(out: Path, names: Sequence[str], keep: float, settings: dict) -> dict:

@@ -275,8 +275,9 @@ class SFaceStages(FaceBackbone):
         layers = list(sface.layers.children())
         # The last layer of each spatial size (the stage ends), found once on a blank face.
         taps: dict[int, tuple[int, int]] = {}
+        first = next(sface.parameters())
         with torch.no_grad():
-            x = torch.zeros(1, 3, 112, 112, dtype=next(sface.parameters()).dtype)
+            x = torch.zeros(1, 3, 112, 112, dtype=first.dtype, device=first.device)
             for i, layer in enumerate(layers):
                 x = layer(x)
                 if x.ndim == 4 and x.shape[-1] < 112:
@@ -287,7 +288,8 @@ class SFaceStages(FaceBackbone):
 
     def features(self, aligned: torch.Tensor) -> list[torch.Tensor]:
         _check_input(aligned)
-        out, x = [], aligned.to(next(self.sface.parameters()).dtype)
+        first = next(self.sface.parameters())
+        out, x = [], aligned.to(first.device, first.dtype)
         for i, layer in enumerate(self.sface.layers.children()):
             x = layer(x)
             if i in self.taps:

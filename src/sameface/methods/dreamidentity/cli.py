@@ -24,15 +24,24 @@ def cmd_self_augment(args) -> int:
     if args.templates:
         from pathlib import Path
 
-        templates = tuple(
-            t.strip() for t in Path(args.templates).read_text().splitlines() if t.strip()
-        )
+        from ...errors import SamefaceError
+
+        try:
+            text = Path(args.templates).read_text()
+        except OSError as e:
+            raise SamefaceError(f"--templates {args.templates}: cannot read ({e})") from None
+        templates = tuple(t.strip() for t in text.splitlines() if t.strip())
     names = CelebrityBank.load(args.bank).names
     if args.max_names:
         names = names[: args.max_names]
     device, dtype = process_device(args, ctx)
     base = load_base_model(args.base, device=device, dtype=dtype)
-    analyzer = FaceAnalyzer(args.recognizer, recognizer_kwargs=recognizer_kwargs(args))
+    analyzer = FaceAnalyzer(
+        args.recognizer,
+        face_policy=args.face_policy,
+        min_face_size=args.min_face_size,
+        recognizer_kwargs=recognizer_kwargs(args),
+    )
     clip_spec = args.clip or DEFAULT_CLIP
     clip = tiny_clip() if clip_spec == "tiny-random" else ClipScorer.load(clip_spec, device=device)
     summary = self_augment(

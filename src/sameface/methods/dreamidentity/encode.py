@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ...errors import SamefaceError
+from ...errors import ArtifactError, SamefaceError
 from ...identity import check_destination
 from ..trained import recorded_path
 from ..words import EMBEDS_FILE, save_embeddings
@@ -87,7 +87,10 @@ def personalize(
         folder = model.save(out / UNTRAINED_DIR, extra={"untrained": True}).resolve()
     else:
         folder = Path(cfg.adapter).resolve()
-        trained = DreamIdentityConfig.from_dict(read_meta(folder)["config"])
+        try:
+            trained = DreamIdentityConfig.from_dict(read_meta(folder)["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{folder}: corrupt DreamIdentity settings ({e})") from None
         backbone = backbone or load_encoder_backbone(trained, folder, base.device)
         model = M2Encoder.load(folder, base, backbone)
     words = encode_identity(model, identity, cfg.max_references)

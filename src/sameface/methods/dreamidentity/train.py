@@ -77,17 +77,18 @@ def train(
     """
     from ...data.prepare import FaceDataset
 
-    cfg = config or DreamIdentityConfig()
+    cfg = absolute_backbone(config or DreamIdentityConfig())
     ctx = context or distributed_context()
     data = FaceDataset(data_dir)
     triplets = TripletSet(augmented) if augmented is not None else None
     backbone = backbone or load_encoder_backbone(cfg, None, base.device)
+    triplets_where = str(Path(augmented).resolve()) if triplets is not None else ""
     out = Path(out_dir)
     run, generator = dataset_run(
         "dreamidentity",
         out,
         cfg,
-        _fingerprint(cfg, data, triplets, base, init_from),
+        _fingerprint(cfg, data, triplets, base, f"{init_from}:{triplets_where}"),
         ctx,
         resume=resume,
         progress=progress,
@@ -95,6 +96,7 @@ def train(
     with contextlib.ExitStack() as stack:
         if init_from is not None:
             model = M2Encoder.load(init_from, base, backbone)
+            _check_same_words(model.config, cfg, init_from)
             model.config = cfg  # this run's settings; shapes come from the saved encoder
         else:
             model = M2Encoder(base, cfg, backbone=backbone)
@@ -130,6 +132,31 @@ def train(
     return out
 
 
+def absolute_backbone(cfg: DreamIdentityConfig) -> DreamIdentityConfig:
+    """`cfg` with a backbone weights file or world folder given as an absolute path, so the
+    trained folder records where it is from wherever `personalize` later runs."""
+    from dataclasses import replace
+
+    kind, sep, path = cfg.backbone.partition(":")
+    if kind == "world" and sep and path:
+        return replace(cfg, backbone=f"world:{Path(path).expanduser().resolve()}")
+    if Path(cfg.backbone).suffix and Path(cfg.backbone).expanduser().exists():
+        return replace(cfg, backbone=str(Path(cfg.backbone).expanduser().resolve()))
+    return cfg
+
+
+def _check_same_words(saved: DreamIdentityConfig, cfg: DreamIdentityConfig, folder: Any) -> None:
+    """Continuing from a trained encoder keeps what shapes its words."""
+    from ...errors import SamefaceError
+
+    for name in ("scales", "init_word", "placeholder", "backbone", "feature_layers"):
+        if getattr(saved, name) != getattr(cfg, name):
+            raise SamefaceError(
+                f"--init-from {folder} was trained with {name}={getattr(saved, name)!r}, this run "
+                f"asks for {getattr(cfg, name)!r}: they must match to continue from it"
+            )
+
+
 def reconstruction_prompt(caption: str, placeholder: str) -> str:
     """The caption with its person replaced by the placeholder ("a photo of a person, red
     background" -> "a photo of <id>, red background"); "a photo of <id>, caption" if it names none."""
@@ -157,7 +184,7 @@ def _step_fn(
     def sample(i: int, from_triplets: bool) -> tuple[np.ndarray, np.ndarray, str]:
         if from_triplets:
             t = triplets[i % len(triplets)]
-            return t["face"], t["image"], t["template"].format(name=cfg.placeholder)
+            return t["face"], t["image"], t["template"].replace("{name}", cfg.placeholder)
         s = data[i % len(data)]
         return s["aligned"], s["crop"], reconstruction_prompt(s["caption"], cfg.placeholder)
 
@@ -203,7 +230,11 @@ def _fingerprint(
 ) -> str:
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
     ids = [s["id"] for s in data.samples]
-    extra = [t["id"] for t in triplets.records] if triplets is not None else []
+    extra = (
+        [[t["face"], t["image"], t["template"]] for t in triplets.records]
+        if triplets is not None
+        else []
+    )
     return fingerprint(
         settings, json.dumps([ids, extra]), f"{base.family}:{base.source}:{init_from}"
     )

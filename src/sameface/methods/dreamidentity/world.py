@@ -120,7 +120,7 @@ def train_world_dreamidentity(
     from ...world.recipes import record_time, render_face_dataset
     from ...world.world import World
     from .augment import self_augment
-    from .backbones import load_backbone
+    from .encode import load_encoder_backbone
     from .train import train
 
     world = World.load(world_dir)
@@ -156,7 +156,7 @@ def train_world_dreamidentity(
     if _finished(folder, cfg, n_images):
         log(f"[train] done earlier: {folder}")
     else:
-        backbone = load_backbone(cfg.backbone)
+        backbone = load_encoder_backbone(cfg, None, "cpu")
         t0 = time.perf_counter()
         train(
             data, world.base, cfg, folder, augmented=triplets, backbone=backbone, progress=progress
