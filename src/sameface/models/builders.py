@@ -15,6 +15,7 @@ from typing import Any
 
 from sameface.models.base import PAD_TOKENS, BaseModel, save_base_model
 from sameface.models.configs import REPOS, config_key, real_configs
+from sameface.models.random_init import fast_random
 
 __all__ = ["real_config_base_model", "save_base_model", "tiny_base_model"]
 
@@ -171,7 +172,8 @@ def real_config_base_model(
     prediction_type: str | None = None,
     tokenizer_cache_dir: str | os.PathLike[str] | None = None,
 ) -> BaseModel:
-    """A real-architecture base model (SD1.5, SD2.1-base or SDXL base 1.0) with random weights.
+    """A real-architecture base model (SD1.5, SD2.1-base or SDXL base 1.0) with random weights
+    (drawn from a seeded pool by `fast_random`: seconds, where per-value init takes a minute).
 
     Memory: SD1.5 ~1.1 B parameters (4.3 GB fp32), SDXL ~3.5 B (7 GB in bfloat16). With
     `dtype` set, parameters are created in that dtype directly, never in fp32 first.
@@ -187,7 +189,7 @@ def real_config_base_model(
 
     cfg = real_configs(family, prediction_type)
     with _seeded(seed, dtype):
-        unet, vae, encoders = modules_from_configs(cfg)
+        unet, vae, encoders = fast_random(lambda: modules_from_configs(cfg), seed=seed, dtype=dtype)
     sched_conf = dict(cfg["scheduler"])
     scheduler = getattr(diffusers, sched_conf.pop("_class_name")).from_config(sched_conf)
     source = f"random:{REPOS[config_key(family, prediction_type)]}"

@@ -279,15 +279,12 @@ REAL_CLIP_VISION = {
 def random_clip_vision(name: str, dtype=None, seed: int = 0) -> ClipVision:
     """A `REAL_CLIP_VISION` tower with random weights: the real architecture for slow tests
     and benchmarks (the caller's torch RNG is left as it was)."""
-    import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from sameface.models.random_init import fast_random
+
     cfg = CLIPVisionConfig(**REAL_CLIP_VISION[name], hidden_act="quick_gelu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = CLIPVisionModelWithProjection(cfg)
-    if dtype is not None:
-        model = model.to(dtype)
+    model = fast_random(lambda: CLIPVisionModelWithProjection(cfg), seed=seed, dtype=dtype)
     return ClipVision(model, f"random:{name}")
 
 
