@@ -1,6 +1,7 @@
 """Loss functions: pure functions of tensors (no modules, no state)."""
 
 from .alignment import align_layout_loss, align_semantic_loss, alignment_loss
+from .attention import attention_refocusing_loss
 from .diffusion import diffusion_target, l_simple, sample_timesteps
 from .embedding import embedding_regularization
 from .identity import face_id_loss
@@ -11,6 +12,7 @@ __all__ = [
     "align_layout_loss",
     "align_semantic_loss",
     "alignment_loss",
+    "attention_refocusing_loss",
     "diffusion_target",
     "embedding_regularization",
     "face_id_loss",

@@ -40,14 +40,38 @@ def save_embeddings(
     folder: Path, family: str, placeholder: str, vectors: list[Any], meta: dict
 ) -> None:
     """Write the embeddings and the sidecar atomically (each via a temporary file + rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_embedding_file(folder / EMBEDS_FILE, family, placeholder, vectors)
+    write_json_atomic(folder / META_FILE, meta, sort_keys=True)
+
+
+def write_embedding_file(path: Path, family: str, placeholder: str, vectors: list[Any]) -> None:
+    """One word's vectors (one (k, dim) tensor per text encoder) in the textual-inversion
+    layout diffusers' `load_textual_inversion` reads, written atomically."""
     from ..tensorfile import save_safetensors
 
-    folder.mkdir(parents=True, exist_ok=True)
     keys = embedding_keys(family, placeholder)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in zip(keys, vectors, strict=True)}
-    metadata = {"placeholder": placeholder, "family": family}
-    save_safetensors(tensors, folder / EMBEDS_FILE, metadata)
-    write_json_atomic(folder / META_FILE, meta, sort_keys=True)
+    save_safetensors(tensors, path, {"placeholder": placeholder, "family": family})
+
+
+def read_embedding_file(path: Path, family: str, placeholder: str) -> list[Any]:
+    """`write_embedding_file`'s vectors, one per text encoder (checked: 2-d float, keys present)."""
+    import torch
+
+    from ..tensorfile import read_safetensors
+
+    tensors, _ = read_safetensors(path)
+    for k, v in tensors.items():
+        if v.dtype not in (torch.float32, torch.float16, torch.bfloat16) or v.ndim != 2:
+            raise ArtifactError(
+                f"{path}: {k!r} must be a 2-d float tensor (vectors x width), "
+                f"got {tuple(v.shape)} {v.dtype}"
+            )
+    keys = embedding_keys(family, placeholder)
+    if set(keys) - set(tensors):
+        raise ArtifactError(f"{path}: expected keys {list(keys)}, found {sorted(tensors)}")
+    return [tensors[k] for k in keys]
 
 
 def load_embeddings(folder: str | os.PathLike, method: str | None = None) -> tuple[list[Any], dict]:
@@ -61,8 +85,6 @@ def load_embeddings(folder: str | os.PathLike, method: str | None = None) -> tup
     Raises:
         ArtifactError: files missing or inconsistent, or written by another method.
     """
-    from ..tensorfile import read_safetensors
-
     folder = Path(folder)
     if not (folder / META_FILE).is_file() or not (folder / EMBEDS_FILE).is_file():
         raise ArtifactError(
@@ -86,18 +108,7 @@ def load_embeddings(folder: str | os.PathLike, method: str | None = None) -> tup
             f"{folder / META_FILE}: unknown format_version {version!r} (this sameface reads "
             f"1..{FORMAT_VERSION})"
         )
-    tensors, _ = read_safetensors(folder / EMBEDS_FILE)
-    import torch
-
-    for k, v in tensors.items():
-        if v.dtype not in (torch.float32, torch.float16, torch.bfloat16) or v.ndim != 2:
-            raise ArtifactError(
-                f"{folder / EMBEDS_FILE}: {k!r} must be a 2-d float tensor (vectors x width), "
-                f"got {tuple(v.shape)} {v.dtype}"
-            )
-    keys = embedding_keys(meta.get("family", "sd1"), meta.get("placeholder", "<id>"))
-    if set(keys) - set(tensors):
-        raise ArtifactError(
-            f"{folder / EMBEDS_FILE}: expected keys {list(keys)}, found {sorted(tensors)}"
-        )
-    return [tensors[k] for k in keys], meta
+    vectors = read_embedding_file(
+        folder / EMBEDS_FILE, meta.get("family", "sd1"), meta.get("placeholder", "<id>")
+    )
+    return vectors, meta

@@ -23,6 +23,8 @@ class WordsPipeline(MethodPipeline):
         base: the `BaseModel` the artifact was trained on.
         vectors: learned vectors, one (k, dim) tensor per text encoder.
         meta: the artifact's sidecar (`artifact.json`).
+        more_words: further placeholders -> their vectors per text encoder (MagiCapture's
+            style word); prompts may use them, they need not.
 
     Class attributes a method's subclass sets:
         method: the method whose artifacts it reads (None: any).
@@ -32,7 +34,7 @@ class WordsPipeline(MethodPipeline):
     method: str | None = None
     ddim: bool = False
 
-    def __init__(self, base: Any, vectors: list[Any], meta: dict):
+    def __init__(self, base: Any, vectors: list[Any], meta: dict, more_words: dict | None = None):
         if meta.get("family") not in (None, base.family):
             raise ValueError(
                 f"artifact was trained on {meta['family']} but the base model is {base.family}"
@@ -40,7 +42,7 @@ class WordsPipeline(MethodPipeline):
         self.base, self.meta = base, meta
         self.placeholder = meta.get("placeholder", "<id>")
         k = int(meta.get("num_tokens", vectors[0].shape[0]))
-        self._tokens = self._attach(base, vectors, k)
+        self._tokens = self._attach(base, {self.placeholder: (vectors, k)} | _counted(more_words))
         try:
             tokenizers = self._tokens.tokenizers
             extra = {"tokenizer": tokenizers[0]} | (
@@ -57,17 +59,26 @@ class WordsPipeline(MethodPipeline):
             raise
         self.pipe.set_progress_bar_config(disable=None)
 
-    def _attach(self, base: Any, vectors: list[Any], k: int) -> EncoderTokens:
-        """Tokenizer copies with the placeholder, and the learned vectors spliced into the encoders."""
-        for enc, vec in zip(base.text_encoders, vectors, strict=True):
-            if vec.shape[-1] != enc.get_input_embeddings().embedding_dim:
-                raise ValueError(
-                    f"artifact vectors are {vec.shape[-1]}-d but the text encoder expects "
-                    f"{enc.get_input_embeddings().embedding_dim}-d: wrong base model?"
-                )
-        tokens = EncoderTokens(base.tokenizers, base.text_encoders, {self.placeholder: k})
-        tokens.set(self.placeholder, [v.to(base.device).float() for v in vectors])
+    def _attach(self, base: Any, words: dict[str, tuple[list[Any], int]]) -> EncoderTokens:
+        """Tokenizer copies with the placeholders, and the learned vectors spliced into the encoders."""
+        for vectors, _ in words.values():
+            for enc, vec in zip(base.text_encoders, vectors, strict=True):
+                if vec.shape[-1] != enc.get_input_embeddings().embedding_dim:
+                    raise ValueError(
+                        f"artifact vectors are {vec.shape[-1]}-d but the text encoder expects "
+                        f"{enc.get_input_embeddings().embedding_dim}-d: wrong base model?"
+                    )
+        tokens = EncoderTokens(
+            base.tokenizers, base.text_encoders, {name: k for name, (_, k) in words.items()}
+        )
+        for name, (vectors, _) in words.items():
+            tokens.set(name, [v.to(base.device).float() for v in vectors])
         return tokens
+
+    @classmethod
+    def artifact_extras(cls, folder: Any, meta: dict) -> dict:
+        """Further constructor arguments a subclass reads from the artifact folder."""
+        return {}
 
     @classmethod
     def from_artifact(
@@ -92,7 +103,8 @@ class WordsPipeline(MethodPipeline):
         base = artifact_base(
             meta, base, device=device, dtype=dtype, local_files_only=local_files_only
         )
-        return cls(base, vectors, meta)
+        extras = cls.artifact_extras(folder, meta)
+        return cls(base, vectors, meta, **extras)
 
     def __call__(
         self,
@@ -147,3 +159,7 @@ class WordsPipeline(MethodPipeline):
     def close(self) -> None:
         """Remove the hooks from the base model's text encoders."""
         self._tokens.remove()
+
+
+def _counted(words: dict | None) -> dict[str, tuple[list[Any], int]]:
+    return {name: (vectors, int(vectors[0].shape[0])) for name, (vectors) in (words or {}).items()}
