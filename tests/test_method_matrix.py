@@ -25,6 +25,8 @@ FAST = {
     },
     # An untrained (freshly initialised) FeedFace on the tiny random CLIP vision model.
     "feedface": {"adapter": "untrained", "clip_vision": "tiny-random"},
+    # Two steps per phase; no style reference (optional: tested in test_magicapture).
+    "magicapture": {"ti_steps": 2, "lora_steps": 2, "checkpoint_every": 1, "id_weight": 0.0},
     "textual-inversion": {"steps": 4, "checkpoint_every": 2, "init": "face"},
     # An untrained (freshly initialised) small PuLID: encoder methods only encode here.
     "pulid": {
@@ -44,6 +46,7 @@ FAST = {
 INVALID = {
     "dreamidentity": {"scales": "both"},
     "feedface": {"loss": "l1"},
+    "magicapture": {"lora_targets": "everything"},
     "textual-inversion": {"steps": 0},
     "pulid": {"stage": 0},
 }

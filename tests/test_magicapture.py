@@ -1,0 +1,214 @@
+"""MagiCapture on tiny models: both phases, the style reference, the artifact in plain
+diffusers, exact resume in each phase, the base model given back, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sameface.errors import FaceNotFoundError, SamefaceError, TrainingError
+from sameface.identity import Identity
+from sameface.methods.magicapture import MagiCaptureConfig, MagiCapturePipeline, personalize
+from sameface.models import tiny_base_model
+
+
+@pytest.fixture(scope="module")
+def ident(obama, obama2) -> Identity:
+    return Identity.from_images([obama, obama2], square_size=64, mask_method="landmarks")
+
+
+@pytest.fixture(scope="module")
+def reference(biden, ident):
+    from sameface.methods.magicapture.reference import load_style_reference
+
+    return load_style_reference(biden, ident, 64)
+
+
+def cfg(**kw) -> MagiCaptureConfig:
+    settings = {"ti_steps": 3, "lora_steps": 3, "checkpoint_every": 2, "id_weight": 0.0}
+    return MagiCaptureConfig(**(settings | kw))
+
+
+def _state(base):
+    return {k: v.clone() for k, v in base.unet.state_dict().items()}
+
+
+def test_two_phases_with_a_style_reference_leave_the_base_as_it_was(tmp_path, ident, reference):
+    base = tiny_base_model("sd1")
+    before, names = _state(base), [n for n, _ in base.unet.named_modules()]
+    flags = [p.requires_grad for p in base.unet.parameters()]
+    out = personalize(ident, base, cfg(ar_weight=2.5), tmp_path, progress=False, style=reference)
+    assert [n for n, _ in base.unet.named_modules()] == names
+    assert all(torch.equal(v, before[k]) for k, v in base.unet.state_dict().items())
+    assert [p.requires_grad for p in base.unet.parameters()] == flags
+    meta = json.loads((out / "artifact.json").read_text())
+    assert meta["method"] == "magicapture" and meta["style_placeholder"] == "<style>"
+    assert meta["loss"]["steps"] == 6
+    lora = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    assert lora and all(k.startswith("unet.") for k in lora)
+    assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)  # phase 2 trained B
+    style = load_file(str(out / "style_embeds.safetensors"))
+    assert list(style) == ["<style>"] and style["<style>"].shape == (1, 32)
+    with MagiCapturePipeline.from_artifact(out, base) as pipe:
+        img = pipe(
+            "a photo of a <id> person in the style of <style>",
+            num_inference_steps=2,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ).images[0]
+        with pytest.raises(ValueError, match="lora_scale"):
+            pipe("a photo of <id>", num_inference_steps=1, lora_scale=5)
+    assert img.shape == (64, 64, 3) and np.isfinite(img).all()
+    assert [n for n, _ in base.unet.named_modules()] == names  # the pipeline took its LoRA off
+    assert [p.requires_grad for p in base.unet.parameters()] == flags
+
+
+def test_phase_two_adds_refocusing_and_the_id_loss(tmp_path, ident, reference, monkeypatch):
+    import sameface.methods.magicapture.train as train_mod
+
+    seen = {"ar": 0, "id": 0}
+    real_ar, real_id = train_mod.attention_refocusing_loss, train_mod._StepFn._id_loss
+
+    def ar(maps, masks):
+        seen["ar"] += 1
+        assert masks.shape[1] == 2 and len({m.shape[-1] for m in maps}) == 1
+        return real_ar(maps, masks)
+
+    def id_loss(self, *a):
+        seen["id"] += 1
+        return real_id(self, *a)
+
+    monkeypatch.setattr(train_mod, "attention_refocusing_loss", ar)
+    monkeypatch.setattr(train_mod._StepFn, "_id_loss", id_loss)
+    personalize(
+        ident,
+        tiny_base_model("sd1"),
+        cfg(ti_steps=2, lora_steps=4, id_weight=0.25, seed=1),
+        tmp_path,
+        progress=False,
+        style=reference,
+    )
+    assert seen["ar"] == 4  # every phase-2 step, never in phase 1
+    assert 1 <= seen["id"] <= 4  # selfie and composed samples (not the reference's own)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_plain_diffusers_reproduces_our_images(tmp_path, ident, reference, family):
+    base = tiny_base_model(family)
+    out = personalize(ident, base, cfg(lora_steps=4), tmp_path, progress=False, style=reference)
+    # A visible LoRA, so the comparison would catch a LoRA diffusers did not apply.
+    lora = {
+        k: v + 0.05 if "lora_B" in k else v
+        for k, v in load_file(str(out / "pytorch_lora_weights.safetensors")).items()
+    }
+    from safetensors.torch import save_file
+
+    save_file(lora, str(out / "pytorch_lora_weights.safetensors"))
+    prompt = "a photo of a <id> person in the style of <style>"
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    with MagiCapturePipeline.from_artifact(out, base) as ours:
+        mine = ours(prompt, num_inference_steps=2, generator=gen(), output_type="np").images[0]
+
+    fresh = tiny_base_model(family)  # plain diffusers, no sameface code
+    pipe = fresh.as_pipeline()
+    for file, token in (("learned_embeds", "<id>"), ("style_embeds", "<style>")):
+        sd = load_file(str(out / f"{file}.safetensors"))
+        if family == "sdxl":
+            pipe.load_textual_inversion(
+                sd["clip_l"], token=token, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
+            )
+            pipe.load_textual_inversion(
+                sd["clip_g"],
+                token=token,
+                text_encoder=pipe.text_encoder_2,
+                tokenizer=pipe.tokenizer_2,
+            )
+        else:
+            pipe.load_textual_inversion(str(out / f"{file}.safetensors"), token=token)
+    plain = pipe(
+        prompt, num_inference_steps=2, generator=gen(), output_type="np", height=64, width=64
+    )
+    pipe.load_lora_weights(str(out))
+    theirs = pipe(
+        prompt, num_inference_steps=2, generator=gen(), output_type="np", height=64, width=64
+    )
+    np.testing.assert_allclose(mine, theirs.images[0], atol=1e-4)
+    assert np.abs(plain.images[0] - theirs.images[0]).max() > 1e-3  # the LoRA mattered
+
+
+def _weights(folder):
+    return load_file(str(folder / "pytorch_lora_weights.safetensors")) | {
+        "id": load_file(str(folder / "learned_embeds.safetensors"))["<id>"],
+        "style": load_file(str(folder / "style_embeds.safetensors"))["<style>"],
+    }
+
+
+@pytest.mark.parametrize("stop_at", [2, 5])  # in phase 1 (of 3 steps), in phase 2
+def test_interrupted_run_resumes_exactly_in_either_phase(
+    tmp_path, ident, reference, monkeypatch, stop_at
+):
+    import sameface.methods.magicapture.train as train_mod
+
+    settings = cfg(ti_steps=3, lora_steps=4, checkpoint_every=1, id_weight=0.0)
+    personalize(
+        ident,
+        tiny_base_model("sd1"),
+        settings,
+        tmp_path / "straight",
+        progress=False,
+        style=reference,
+    )
+    real, calls = train_mod.l_simple, {"n": 0}
+
+    def interrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == stop_at + 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "l_simple", interrupt)
+    base = tiny_base_model("sd1")
+    with pytest.raises(TrainingError, match="interrupted"):
+        personalize(ident, base, settings, tmp_path / "resumed", progress=False, style=reference)
+    assert not any("lora" in n for n, _ in base.unet.named_modules())  # removed on the way out
+    monkeypatch.setattr(train_mod, "l_simple", real)
+    personalize(ident, base, settings, tmp_path / "resumed", progress=False, style=reference)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_bad_references_and_settings_are_clear_errors(tmp_path, ident, obama2):
+    from sameface.methods.magicapture.reference import load_style_reference
+
+    with pytest.raises(SamefaceError, match="same person"):
+        load_style_reference(obama2, ident, 64)
+    blank = np.full((96, 96, 3), 128, np.uint8)
+    with pytest.raises(FaceNotFoundError):
+        personalize(ident, tiny_base_model("sd1"), cfg(style_reference=None), tmp_path, style=blank)
+    with pytest.raises(ValueError, match="style_placeholder must differ"):
+        MagiCaptureConfig(style_placeholder="<id>")
+    with pytest.raises(ValueError, match="id_max_timestep"):
+        MagiCaptureConfig(id_max_timestep=0)
+    insight = Identity(
+        **{
+            k: getattr(ident, k)
+            for k in (
+                "aligned",
+                "squares",
+                "masks",
+                "embeddings",
+                "embedding",
+                "bboxes",
+                "landmarks",
+            )
+        },
+        meta={"recognizer": {"name": "dlib"}},
+    )
+    with pytest.raises(SamefaceError, match="differentiable recogniser"):
+        personalize(insight, tiny_base_model("sd1"), cfg(id_weight=0.25), tmp_path)
