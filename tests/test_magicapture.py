@@ -212,3 +212,84 @@ def test_bad_references_and_settings_are_clear_errors(tmp_path, ident, obama2):
     )
     with pytest.raises(SamefaceError, match="differentiable recogniser"):
         personalize(insight, tiny_base_model("sd1"), cfg(id_weight=0.25), tmp_path)
+
+
+def test_cli_personalises_with_a_style_reference_and_generates(
+    capsys, tmp_path, obama, obama2, biden
+):
+    from sameface.cli import main
+    from sameface.models import save_base_model
+
+    base_dir = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
+    art, imgs = tmp_path / "me", tmp_path / "imgs"
+    common = ["--base", str(base_dir), "--device", "cpu"]
+    code = main(
+        [
+            "personalize",
+            "--method",
+            "magicapture",
+            "--face",
+            str(obama),
+            str(obama2),
+            "--out",
+            str(art),
+            *common,
+            "--style-reference",
+            str(biden),
+            "--ti-steps",
+            "2",
+            "--lora-steps",
+            "2",
+            "--id-weight",
+            "0",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((art / "artifact.json").read_text())["style_placeholder"] == "<style>"
+    code = main(
+        [
+            "generate",
+            "--identity",
+            str(art),
+            "a photo of a <id> person in the style of <style>",
+            "--steps",
+            "2",
+            "--out",
+            str(imgs),
+            "--lora-scale",
+            "0.6",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert len(list(imgs.glob("*.png"))) == 4  # generate makes 4 by default
+    # The same person as the reference: a clear error, not a traceback.
+    code = main(
+        [
+            "personalize",
+            "--method",
+            "magicapture",
+            "--face",
+            str(obama),
+            "--out",
+            str(tmp_path / "x"),
+            *common,
+            "--style-reference",
+            str(obama2),
+            "--ti-steps",
+            "1",
+            "--lora-steps",
+            "1",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "same person" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("preset", ["sd15", "sdxl", "tiny"])
+def test_presets_are_valid_settings(preset):
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).parent.parent / "configs" / "magicapture" / f"{preset}.yaml"
+    MagiCaptureConfig(**yaml.safe_load(path.read_text()))

@@ -74,7 +74,8 @@ def personalize(
     res = cfg.resolution or base.resolution
     source = style if style is not None else cfg.style_reference
     ref = (
-        load_style_reference(source, identity, res, cfg.reference_expand)
+        # At the selfies' square size, so their crops and masks stack.
+        load_style_reference(source, identity, identity.squares.shape[1], cfg.reference_expand)
         if source is not None
         else None
     )
@@ -189,7 +190,12 @@ class _Data:
         self.n_photos = identity.num_photos
         if ref is not None:
             images = torch.cat([images, to_tensor_images(ref.squares[:1], res)])
-            masks = np.concatenate([masks, (ref.masks[:1] > 127).astype(np.uint8) * 255])
+            ref_mask = (ref.masks[:1] > 127).astype(np.uint8) * 255
+            if ref_mask.shape[1:] != masks.shape[1:]:  # a reference Identity of another size
+                import cv2
+
+                ref_mask = cv2.resize(ref_mask[0], masks.shape[1:][::-1], cv2.INTER_NEAREST)[None]
+            masks = np.concatenate([masks, ref_mask])
         if cfg.flip_prob > 0:
             images = torch.cat([images, images.flip(-1)])
             masks = np.concatenate([masks, masks[:, :, ::-1]])
