@@ -27,6 +27,7 @@ bench:
 	$(BIN)/python benchmarks/feedface_train.py
 	$(BIN)/python benchmarks/dreamidentity.py
 	$(BIN)/python benchmarks/dreamidentity_augment.py
+	$(BIN)/python benchmarks/magicapture_train.py
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

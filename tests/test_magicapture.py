@@ -293,3 +293,19 @@ def test_presets_are_valid_settings(preset):
 
     path = Path(__file__).parent.parent / "configs" / "magicapture" / f"{preset}.yaml"
     MagiCaptureConfig(**yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("composed", [True, False])
+def test_sample_kinds_per_phase(composed):
+    from types import SimpleNamespace
+
+    from sameface.methods.magicapture.train import COMPOSED, INSTANCE, STYLE, _StepFn
+
+    step = _StepFn.__new__(_StepFn)
+    step.cfg = cfg(batch_size=64, composed_prompts=composed)
+    step.g = torch.Generator().manual_seed(0)
+    step.data = SimpleNamespace(has_style=True)
+    assert set(step._kinds(1)) == {INSTANCE, STYLE}  # phase 1: no composed prompts
+    assert set(step._kinds(2)) == ({INSTANCE, STYLE, COMPOSED} if composed else {INSTANCE, STYLE})
+    step.data = SimpleNamespace(has_style=False)
+    assert set(step._kinds(2)) == {INSTANCE}  # no reference: the selfies only

@@ -580,9 +580,13 @@ def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, metho
             if context is None
             else getattr(context, "name", type(context).__name__),
         },
-        # Textual inversion conditions on no face model; encoder methods name theirs.
+        # Textual inversion conditions on no face model; encoder methods and methods with an
+        # ID loss name theirs.
         "conditioning_recognizers": {
-            m.name: (settings.identity_recognizer if m.kind == "encoder" else None) for m in methods
+            m.name: (
+                settings.identity_recognizer if m.kind == "encoder" or m.uses_recognizer else None
+            )
+            for m in methods
         },
         "identity_recognizer": settings.identity_recognizer,
         "identity_square_expand": settings.identity_square_expand,

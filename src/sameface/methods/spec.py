@@ -37,6 +37,8 @@ class MethodSpec:
             (`sameface train` offers `--keyword DIR`).
         data_commands: `sameface data <name>` sub-commands the method adds: {name:
             "module:function"}, the function adding its parser (`function(subparsers, common)`).
+        uses_recognizer: an optimisation method that trains against the identity's face
+            recogniser (an ID loss: MagiCapture); encoder methods always condition on it.
     """
 
     name: str
@@ -51,6 +53,7 @@ class MethodSpec:
     generate_options: Mapping[str, str] = field(default_factory=dict)
     train_inputs: Mapping[str, str] = field(default_factory=dict)
     data_commands: Mapping[str, str] = field(default_factory=dict)
+    uses_recognizer: bool = False
 
     def __getattribute__(self, name: str) -> Any:
         # personalize / pipeline_cls / train may be given as "module:attr" and are imported on

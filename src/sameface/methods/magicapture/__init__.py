@@ -21,6 +21,7 @@ METHOD = MethodSpec(
     personalize=f"{__name__}.train:personalize",
     pipeline_cls=f"{__name__}.pipeline:MagiCapturePipeline",
     generate_options={"lora_scale": "lora_scale"},
+    uses_recognizer=True,  # the ID loss on x̂0 runs the identity's recogniser
 )
 
 if TYPE_CHECKING:

@@ -73,7 +73,10 @@ class MagiCaptureConfig:
         id_max_timestep: T′: the ID loss's timestep t_id ~ U(0, T′) (code: 800 of 1000).
         style_weight: reference and composed samples weigh this much in the first half of each
             phase (code: 2).
-        mask_floor: weight kept outside a sample's region (code: soft masks, about 0.01).
+        mask_floor: weight kept outside a sample's region (code: soft masks, about 0.01);
+            1.0 = no masking (the paper's "without masked reconstruction" ablation).
+        composed_prompts: train on composed prompts in phase 2 (False = the paper's "without
+            composed prompt learning" ablation).
         recognizer: the ID loss's differentiable recogniser ("sface" or "world"); None = the
             identity's.
         world: the world folder for the "world" recogniser.
@@ -111,6 +114,7 @@ class MagiCaptureConfig:
     id_max_timestep: int = 800
     style_weight: float = 2.0
     mask_floor: float = 0.01
+    composed_prompts: bool = True
     recognizer: str | None = None
     world: str | None = None
     instance_templates: tuple[str, ...] = field(default=INSTANCE_TEMPLATES)
@@ -146,6 +150,10 @@ class MagiCaptureConfig:
             word = getattr(self, name)
             if not isinstance(word, str) or not word or any(c.isspace() for c in word):
                 problems.append(f"{name} must be one word without spaces, got {word!r}")
+        if not isinstance(self.composed_prompts, bool):
+            problems.append(
+                f"composed_prompts must be true or false, got {self.composed_prompts!r}"
+            )
         e = self.reference_expand
         if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float)) or not e >= 1):
             problems.append(f"reference_expand must be a number >= 1 or unset, got {e!r}")

@@ -243,9 +243,8 @@ class _StepFn:
 
     def _kinds(self, number: int) -> list[int]:
         """Phase 1: selfies and reference alike; phase 2 adds composed prompts (1 : 1 : 1)."""
-        choices = [INSTANCE] + (
-            [STYLE] + ([COMPOSED] if number == 2 else []) if self.data.has_style else []
-        )
+        composed = [COMPOSED] if number == 2 and self.cfg.composed_prompts else []
+        choices = [INSTANCE] + ([STYLE, *composed] if self.data.has_style else [])
         picks = torch.randint(len(choices), (self.cfg.batch_size,), generator=self.g)
         return [choices[int(p)] for p in picks]
 
