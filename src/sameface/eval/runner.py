@@ -65,6 +65,8 @@ class BenchSettings:
         methods: registered method names (the baseline is added automatically).
         base_spec: how the base model was given (recorded).
         method_settings: per-method config overrides, on top of the suite's.
+        method_defaults: per-method settings under the suite's (e.g. a method's settings for
+            the proving-ground world, `MethodSpec.world_settings`).
         bank: celebrity bank for textual inversion's id init, or None.
         identity_recognizer: recogniser the identities are built with (what methods condition
             on); its name when `identity_analyzer` is given.
@@ -80,6 +82,7 @@ class BenchSettings:
     methods: list[str]
     base_spec: str = ""
     method_settings: dict = field(default_factory=dict)
+    method_defaults: dict = field(default_factory=dict)
     bank: Any = None
     identity_recognizer: str = "sface"
     identity_analyzer: Any = None
@@ -238,7 +241,8 @@ def _run_identity(
         if ("personalize", method.name, ident.name) not in done:
             cfg = method.config_cls(
                 **(
-                    suite.methods.get(method.name, {})
+                    settings.method_defaults.get(method.name, {})
+                    | suite.methods.get(method.name, {})
                     | settings.method_settings.get(method.name, {})
                 )
             )
@@ -593,7 +597,11 @@ def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, metho
         "known_people": [name for name, _ in settings.known_people or []]
         if KNOWN_BY_NAME in settings.extra_baselines
         else None,
-        "protocol": suite.to_dict() | {"method_settings": settings.method_settings},
+        "protocol": suite.to_dict()
+        | {
+            "method_settings": settings.method_settings,
+            "method_defaults": settings.method_defaults,
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sameface_version": __version__,
     }

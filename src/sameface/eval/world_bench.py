@@ -77,14 +77,24 @@ def world_settings(
         method_settings: per-method overrides, on top of what the world supplies.
         base_spec: how the base model was given (default: the world's `base/` folder).
     """
+    from ..methods import get_method
+
     known = world.render_known_references(Path(out_dir) / KNOWN_REFERENCES, max(1, known_people))
     settings = world_method_settings(world, methods)
+    defaults = {}
+    for name in methods:
+        spec = get_method(name)
+        defaults[name] = dict(spec.world_settings)
+        # A method whose settings name a world (e.g. for its ID loss's recogniser) gets this one.
+        if "world" in getattr(spec.config_cls, "__dataclass_fields__", {}):
+            settings[name] = {"world": str(world.folder)} | settings.get(name, {})
     for name, values in (method_settings or {}).items():
         settings[name] = settings.get(name, {}) | values
     return BenchSettings(
         methods=methods,
         base_spec=base_spec or str(Path(world.folder) / "base"),
         method_settings=settings,
+        method_defaults=defaults,
         identity_recognizer=IDENTITY_RECOGNIZER,
         identity_analyzer=world.analyzer(),
         identity_square_expand=None,

@@ -39,6 +39,8 @@ class MethodSpec:
             "module:function"}, the function adding its parser (`function(subparsers, common)`).
         uses_recognizer: an optimisation method that trains against the identity's face
             recogniser (an ID loss: MagiCapture); encoder methods always condition on it.
+        world_settings: settings the method takes in the proving-ground world under a suite's
+            own (step counts at the world's scale, prompts in the world's caption grammar).
     """
 
     name: str
@@ -54,6 +56,7 @@ class MethodSpec:
     train_inputs: Mapping[str, str] = field(default_factory=dict)
     data_commands: Mapping[str, str] = field(default_factory=dict)
     uses_recognizer: bool = False
+    world_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __getattribute__(self, name: str) -> Any:
         # personalize / pipeline_cls / train may be given as "module:attr" and are imported on

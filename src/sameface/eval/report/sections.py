@@ -25,9 +25,11 @@ from .run import BASELINE, BASELINE_LABELS, RunData
 
 
 def _method_settings(protocol: Mapping) -> dict[str, dict]:
-    """Per-method settings from the protocol's `methods` and `method_settings` maps, merged."""
+    """Per-method settings from the protocol's `method_defaults`, `methods` and
+    `method_settings` maps, merged in the order the runner applies them."""
     settings: dict[str, dict] = {}
-    for source in (protocol.get("methods"), protocol.get("method_settings")):
+    sources = ("method_defaults", "methods", "method_settings")
+    for source in (protocol.get(k) for k in sources):
         if isinstance(source, Mapping):
             for m, conf in source.items():
                 if isinstance(conf, Mapping) and conf:
@@ -51,7 +53,15 @@ def _protocol_setting_rows(protocol: Mapping) -> list[list]:
         ("negative_prompt", "negative prompt", "none"),
         ("placeholder", "placeholder", _DASH),
     )
-    hidden = {"name", "identities", "prompts", "description", "methods", "method_settings"}
+    hidden = {
+        "name",
+        "identities",
+        "prompts",
+        "description",
+        "methods",
+        "method_settings",
+        "method_defaults",
+    }
     for key, label, if_none in known:
         if key in protocol:
             value = protocol[key]

@@ -8,10 +8,33 @@ Importing this package is cheap (the registry and the CLI read `METHOD` without 
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..spec import MethodSpec
 from .config import MagiCaptureConfig
+
+WORLD_SETTINGS = MappingProxyType(
+    {
+        "ti_steps": 400,
+        "ti_learning_rate": 5e-3,
+        "lora_steps": 200,
+        "reference_expand": None,
+        "instance_templates": (
+            "a photo of {id}",
+            "a close-up portrait of {id}",
+            "a photo of the face of {id}",
+            "a cropped photo of {id}",
+            "a good photo of {id}",
+            "a portrait photo of {id}",
+            "a headshot of {id}",
+            "a close-up photo of {id}",
+        ),
+    }
+)
+"""MagiCapture in the proving-ground world: textual inversion's 400 steps and learning rate
+there (the world's scale), 200 LoRA steps, whole-portrait references, and source prompts in
+the world's caption grammar (its text encoder never saw "a photo of a X person")."""
 
 METHOD = MethodSpec(
     name="magicapture",
@@ -22,6 +45,7 @@ METHOD = MethodSpec(
     pipeline_cls=f"{__name__}.pipeline:MagiCapturePipeline",
     generate_options={"lora_scale": "lora_scale"},
     uses_recognizer=True,  # the ID loss on x̂0 runs the identity's recogniser
+    world_settings=WORLD_SETTINGS,
 )
 
 if TYPE_CHECKING:
