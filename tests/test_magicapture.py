@@ -107,7 +107,8 @@ def test_plain_diffusers_reproduces_our_images(tmp_path, ident, reference, famil
     }
     from safetensors.torch import save_file
 
-    save_file(lora, str(out / "pytorch_lora_weights.safetensors"))
+    save_id = json.loads((out / "artifact.json").read_text())["save_id"]
+    save_file(lora, str(out / "pytorch_lora_weights.safetensors"), metadata={"save_id": save_id})
     prompt = "a photo of a <id> person in the style of <style>"
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     with MagiCapturePipeline.from_artifact(out, base) as ours:
@@ -212,6 +213,10 @@ def test_bad_references_and_settings_are_clear_errors(tmp_path, ident, obama2):
     )
     with pytest.raises(SamefaceError, match="differentiable recogniser"):
         personalize(insight, tiny_base_model("sd1"), cfg(id_weight=0.25), tmp_path)
+    with pytest.raises(SamefaceError, match="not comparable"):
+        personalize(
+            insight, tiny_base_model("sd1"), cfg(id_weight=0.25, recognizer="sface"), tmp_path
+        )
 
 
 def test_cli_personalises_with_a_style_reference_and_generates(
@@ -309,3 +314,31 @@ def test_sample_kinds_per_phase(composed):
     assert set(step._kinds(2)) == ({INSTANCE, STYLE, COMPOSED} if composed else {INSTANCE, STYLE})
     step.data = SimpleNamespace(has_style=False)
     assert set(step._kinds(2)) == {INSTANCE}  # no reference: the selfies only
+
+
+def test_files_of_two_saves_are_refused(tmp_path, ident, reference):
+    import shutil
+
+    from sameface.errors import ArtifactError
+    from sameface.methods.words import load_embeddings
+
+    base = tiny_base_model("sd1")
+    a, b = (
+        personalize(
+            ident,
+            base,
+            cfg(ti_steps=1, lora_steps=1, seed=s),
+            tmp_path / n,
+            progress=False,
+            style=reference,
+        )
+        for s, n in ((0, "a"), (1, "b"))
+    )
+    MagiCapturePipeline.from_artifact(a, base).close()  # one save: fine
+    shutil.copy(b / "pytorch_lora_weights.safetensors", a / "pytorch_lora_weights.safetensors")
+    with pytest.raises(ArtifactError, match="same save"):
+        MagiCapturePipeline.from_artifact(a, base)
+    shutil.copy(b / "learned_embeds.safetensors", a / "learned_embeds.safetensors")
+    with pytest.raises(ArtifactError, match="same save"):
+        load_embeddings(a)
+    assert not any("lora" in n for n, _ in base.unet.named_modules())

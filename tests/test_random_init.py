@@ -40,3 +40,23 @@ def test_scaled_like_torch_defaults_with_distinct_rows():
     # The pool's length is prime: a matrix larger than the pool still has no repeated rows.
     assert net.lin.weight.numel() > POOL_SIZE
     assert torch.unique(net.lin.weight, dim=0).shape[0] == 7000
+
+
+def test_the_callers_rng_is_left_alone_and_shared_weights_stay_shared():
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+            self.b = torch.nn.Linear(4, 4)
+            self.cls = torch.nn.Parameter(torch.randn(4))  # constructors may draw
+            self.tie_weights()
+
+        def tie_weights(self):  # as transformers' models tie their embeddings
+            self.b.weight = self.a.weight
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    net = fast_random(Tied, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+    assert net.b.weight is net.a.weight

@@ -171,6 +171,7 @@ class UNetLora:
                 del self.unet.peft_config
         for p, flag in getattr(self, "_flags", []):
             p.requires_grad_(flag)
+        self._flags = []  # once: a second remove() must not undo later changes
         self.layers = {}
 
     def __enter__(self) -> UNetLora:

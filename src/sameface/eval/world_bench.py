@@ -87,7 +87,7 @@ def world_settings(
         defaults[name] = dict(spec.world_settings)
         # A method whose settings name a world (e.g. for its ID loss's recogniser) gets this one.
         if "world" in getattr(spec.config_cls, "__dataclass_fields__", {}):
-            settings[name] = {"world": str(world.folder)} | settings.get(name, {})
+            defaults[name]["world"] = str(world.folder)
     for name, values in (method_settings or {}).items():
         settings[name] = settings.get(name, {}) | values
     return BenchSettings(

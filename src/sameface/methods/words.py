@@ -37,31 +37,47 @@ def embedding_keys(family: str, placeholder: str) -> tuple[str, ...]:
 
 
 def save_embeddings(
-    folder: Path, family: str, placeholder: str, vectors: list[Any], meta: dict
+    folder: Path,
+    family: str,
+    placeholder: str,
+    vectors: list[Any],
+    meta: dict,
+    *,
+    save_id: str | None = None,
 ) -> None:
-    """Write the embeddings and the sidecar atomically (each via a temporary file + rename)."""
+    """Write the embeddings and the sidecar atomically (each via a temporary file + rename),
+    tied by one save id (`save_id`, else `content_save_id` of both) that `load_embeddings` checks."""
+    save_id = save_id or content_save_id(meta, vectors)
     folder.mkdir(parents=True, exist_ok=True)
-    write_embedding_file(folder / EMBEDS_FILE, family, placeholder, vectors)
-    write_json_atomic(folder / META_FILE, meta, sort_keys=True)
+    write_embedding_file(folder / EMBEDS_FILE, family, placeholder, vectors, save_id=save_id)
+    write_json_atomic(folder / META_FILE, {**meta, "save_id": save_id}, sort_keys=True)
 
 
-def write_embedding_file(path: Path, family: str, placeholder: str, vectors: list[Any]) -> None:
+def write_embedding_file(
+    path: Path, family: str, placeholder: str, vectors: list[Any], *, save_id: str | None = None
+) -> None:
     """One word's vectors (one (k, dim) tensor per text encoder) in the textual-inversion
-    layout diffusers' `load_textual_inversion` reads, written atomically."""
+    layout diffusers' `load_textual_inversion` reads, written atomically (with the artifact's
+    save id in the file's metadata)."""
     from ..tensorfile import save_safetensors
 
     keys = embedding_keys(family, placeholder)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in zip(keys, vectors, strict=True)}
-    save_safetensors(tensors, path, {"placeholder": placeholder, "family": family})
+    tags = {"placeholder": placeholder, "family": family}
+    save_safetensors(tensors, path, tags | ({"save_id": save_id} if save_id else {}))
 
 
-def read_embedding_file(path: Path, family: str, placeholder: str) -> list[Any]:
-    """`write_embedding_file`'s vectors, one per text encoder (checked: 2-d float, keys present)."""
+def read_embedding_file(
+    path: Path, family: str, placeholder: str, save_id: str | None = None
+) -> list[Any]:
+    """`write_embedding_file`'s vectors, one per text encoder (checked: 2-d float, keys present,
+    and from the save `save_id` when the artifact records one)."""
     import torch
 
     from ..tensorfile import read_safetensors
 
-    tensors, _ = read_safetensors(path)
+    tensors, tags = read_safetensors(path)
+    check_save_id(path, tags, save_id)
     for k, v in tensors.items():
         if v.dtype not in (torch.float32, torch.float16, torch.bfloat16) or v.ndim != 2:
             raise ArtifactError(
@@ -109,6 +125,33 @@ def load_embeddings(folder: str | os.PathLike, method: str | None = None) -> tup
             f"1..{FORMAT_VERSION})"
         )
     vectors = read_embedding_file(
-        folder / EMBEDS_FILE, meta.get("family", "sd1"), meta.get("placeholder", "<id>")
+        folder / EMBEDS_FILE,
+        meta.get("family", "sd1"),
+        meta.get("placeholder", "<id>"),
+        meta.get("save_id"),
     )
     return vectors, meta
+
+
+def check_save_id(path: Path, tags: dict, save_id: str | None) -> None:
+    """A file of an artifact must come from the save its `artifact.json` records (artifacts
+    written before save ids, recording none, are read as they are)."""
+    if save_id is not None and tags.get("save_id") != save_id:
+        raise ArtifactError(
+            f"{path}: not from the same save as {path.parent / META_FILE} (the folder mixes "
+            "two runs' files); personalise again"
+        )
+
+
+def content_save_id(meta: dict, *tensors: Any) -> str:
+    """A save id from what is saved (the sidecar and every tensor, in order): saving the same
+    artifact twice writes the same bytes, and files of two different saves do not match."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
+    for group in tensors:
+        items = sorted(group.items()) if isinstance(group, dict) else enumerate(group)
+        for key, t in items:
+            h.update(str(key).encode())
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]

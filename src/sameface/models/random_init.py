@@ -7,6 +7,8 @@ real: position ids, attention masks), then each parameter is filled from one poo
 values at a random offset, scaled like torch's default initialisation (uniform ±1/√fan_in for
 weights and biases; ones and zeros for normalisation layers). The pool's length is prime, so
 rows of any width start at different places in it and no two rows of a matrix are equal.
+Tied weights are tied again after the filling by the model's own `tie_weights()`
+(transformers' models have one; accelerate's empty init gives each module its own parameter).
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ def fast_random(build: Callable[[], T], *, seed: int = 0, dtype: Any = None) -> 
     import torch
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=False):
-        built = build()
+    with torch.random.fork_rng(devices=[]), init_empty_weights(include_buffers=False):
+        built = build()  # constructors may still draw (e.g. randn for a class token)
     g = torch.Generator().manual_seed(seed)
     pool = torch.rand(POOL_SIZE, generator=g) * 2 - 1
     dtype = dtype or torch.get_default_dtype()
     modules = built if isinstance(built, (tuple, list)) else [built]
+    filled: dict[int, Any] = {}  # a parameter shared by two modules stays shared
     for root in _flatten(modules):
         for module in root.modules():
-            _fill(module, pool, g, dtype)
+            _fill(module, pool, g, dtype, filled)
+        if callable(getattr(root, "tie_weights", None)):
+            root.tie_weights()
     return built
 
 
@@ -48,14 +53,17 @@ def _flatten(items: Any) -> list[Any]:
     return out
 
 
-def _fill(module: Any, pool: Any, g: Any, dtype: Any) -> None:
+def _fill(module: Any, pool: Any, g: Any, dtype: Any, filled: dict[int, Any]) -> None:
     import torch
 
     weight = module._parameters.get("weight")
     fan_in = math.prod(weight.shape[1:]) if weight is not None and weight.dim() > 1 else None
     is_norm = any(n in type(module).__name__ for n in _NORMS)
     for name, p in list(module._parameters.items()):
-        if p is None or p.device.type != "meta":
+        if p is None or (p.device.type != "meta" and id(p) not in filled):
+            continue
+        if id(p) in filled:
+            module._parameters[name] = filled[id(p)]
             continue
         if is_norm:
             value = (torch.ones if name == "weight" else torch.zeros)(p.shape, dtype=dtype)
@@ -63,7 +71,9 @@ def _fill(module: Any, pool: Any, g: Any, dtype: Any) -> None:
             value = _from_pool(pool, p.shape, g, dtype, 1 / math.sqrt(fan_in))
         else:  # a bare parameter (a class token, a learnt position): small random values
             value = _from_pool(pool, p.shape, g, dtype, 0.035)
-        module._parameters[name] = torch.nn.Parameter(value, requires_grad=p.requires_grad)
+        filled[id(p)] = module._parameters[name] = torch.nn.Parameter(
+            value, requires_grad=p.requires_grad
+        )
 
 
 def _from_pool(pool: Any, shape: Any, g: Any, dtype: Any, bound: float) -> Any:

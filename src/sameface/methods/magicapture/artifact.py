@@ -19,7 +19,13 @@ from typing import Any
 
 from ...adapters.lora import LORA_FILE
 from ...errors import ArtifactError
-from ..words import read_embedding_file, save_embeddings, write_embedding_file
+from ..words import (
+    check_save_id,
+    content_save_id,
+    read_embedding_file,
+    save_embeddings,
+    write_embedding_file,
+)
 
 STYLE_FILE = "style_embeds.safetensors"
 
@@ -27,16 +33,22 @@ STYLE_FILE = "style_embeds.safetensors"
 def save_artifact(
     folder: Path, family: str, cfg: Any, vectors: dict, lora: dict, meta: dict
 ) -> None:
-    """Write the style word, the LoRA, then [V1] with `artifact.json` (the finished marker)."""
+    """Write the style word, the LoRA, then [V1] with `artifact.json` (the finished marker),
+    all tied by one save id."""
     from ...tensorfile import save_safetensors
 
+    save_id = content_save_id(meta, lora, *vectors.values())
     folder.mkdir(parents=True, exist_ok=True)
     if cfg.style_placeholder in vectors:
+        style = vectors[cfg.style_placeholder]
         write_embedding_file(
-            folder / STYLE_FILE, family, cfg.style_placeholder, vectors[cfg.style_placeholder]
+            folder / STYLE_FILE, family, cfg.style_placeholder, style, save_id=save_id
         )
-    save_safetensors({k: v.float().contiguous() for k, v in lora.items()}, folder / LORA_FILE)
-    save_embeddings(folder, family, cfg.placeholder, vectors[cfg.placeholder], meta)
+    tensors = {k: v.float().contiguous() for k, v in lora.items()}
+    save_safetensors(tensors, folder / LORA_FILE, {"save_id": save_id})
+    save_embeddings(
+        folder, family, cfg.placeholder, vectors[cfg.placeholder], meta, save_id=save_id
+    )
 
 
 def load_extras(folder: Path, meta: dict) -> dict:
@@ -49,8 +61,11 @@ def load_extras(folder: Path, meta: dict) -> dict:
     if style:
         if not (folder / STYLE_FILE).is_file():
             raise ArtifactError(f"{folder}: {STYLE_FILE} is missing (the artifact names {style})")
-        more[style] = read_embedding_file(folder / STYLE_FILE, meta.get("family", "sd1"), style)
+        more[style] = read_embedding_file(
+            folder / STYLE_FILE, meta.get("family", "sd1"), style, meta.get("save_id")
+        )
     if not (folder / LORA_FILE).is_file():
         raise ArtifactError(f"{folder}: {LORA_FILE} is missing")
-    lora, _ = read_safetensors(folder / LORA_FILE)
+    lora, tags = read_safetensors(folder / LORA_FILE)
+    check_save_id(folder / LORA_FILE, tags, meta.get("save_id"))
     return {"more_words": more, "lora": lora}

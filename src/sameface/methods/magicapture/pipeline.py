@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ...adapters.lora import TARGET_SETS, UNetLora
+from ...errors import ArtifactError
 from ..spec import GenerationOutput
 from ..words_pipeline import WordsPipeline
 from .artifact import load_extras
@@ -24,11 +27,11 @@ class MagiCapturePipeline(WordsPipeline):
         super().__init__(base, vectors, meta, more_words)
         try:
             info = meta.get("lora", {})
-            self.lora = UNetLora(
-                base.unet,
-                int(info.get("rank", 4)),
-                TARGET_SETS[info.get("targets", "cross-attention")],
-            )
+            targets = info.get("targets", "cross-attention")
+            if targets not in TARGET_SETS:
+                raise ArtifactError(f"artifact.json: unknown LoRA targets {targets!r}")
+            with torch.random.fork_rng(devices=[]):  # peft's init draws; the file sets A and B
+                self.lora = UNetLora(base.unet, int(info.get("rank", 4)), TARGET_SETS[targets])
             self.lora.load_diffusers(lora or {})
             self.default_scale = float(meta.get("config", {}).get("lora_scale", 1.0))
         except BaseException:

@@ -194,18 +194,27 @@ class _Data:
             if ref_mask.shape[1:] != masks.shape[1:]:  # a reference Identity of another size
                 import cv2
 
-                ref_mask = cv2.resize(ref_mask[0], masks.shape[1:][::-1], cv2.INTER_NEAREST)[None]
+                size = masks.shape[1:][::-1]
+                ref_mask = cv2.resize(ref_mask[0], size, interpolation=cv2.INTER_NEAREST)[None]
             masks = np.concatenate([masks, ref_mask])
         if cfg.flip_prob > 0:
             images = torch.cat([images, images.flip(-1)])
             masks = np.concatenate([masks, masks[:, :, ::-1]])
-        self.flips = cfg.flip_prob > 0
+        self.flips, self.flip_prob = cfg.flip_prob > 0, cfg.flip_prob
         self.mean, self.std = (x.cpu() for x in encode_latent_stats(base.vae, images))
         self.face = (
             to_tensor_masks(np.ascontiguousarray(masks), self.mean.shape[-1]) > 0.5
         ).float()
         if not self.face[: self.n_photos].flatten(1).any(1).all():
             raise SamefaceError("a photo's face mask is empty on the latent grid: use larger faces")
+        if ref is not None:
+            on_grid = self.face[len(images) // (2 if self.flips else 1) - 1]
+            if not on_grid.any() or on_grid.all():
+                raise SamefaceError(
+                    "the style reference's face is empty or fills the image on the latent grid: "
+                    "use a portrait where the face is larger but leaves some background "
+                    "(or another reference_expand)"
+                )
         self.count = len(images) // (2 if self.flips else 1)  # images before flipping
         self.has_style = ref is not None
         self.embedding = torch.from_numpy(np.asarray(identity.embedding, dtype=np.float32))
@@ -216,7 +225,7 @@ class _Data:
             if kind == INSTANCE
             else self.count - 1
         )
-        if self.flips and bool(torch.rand(1, generator=g) < 0.5):
+        if self.flips and bool(torch.rand(1, generator=g) < self.flip_prob):
             i += self.count
         return i
 
@@ -288,7 +297,8 @@ class _StepFn:
         autocast = torch.autocast(
             dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"
         )
-        request = AttentionMaps(self._positions(prompts)) if number == 2 else None
+        wants_ar = number == 2 and cfg.ar_weight > 0
+        request = AttentionMaps(self._positions(prompts)) if wants_ar else None
         with autocast:
             hidden, added = encode_prompts(
                 base, prompts, tokenizers=self.tokens.tokenizers, size=(self.res, self.res)
@@ -307,7 +317,7 @@ class _StepFn:
             for j, w in enumerate(weights.tolist())
         ) / len(kinds)
         out = {"loss": rec, "reconstruction": float(rec.detach())}
-        if number == 2 and cfg.ar_weight > 0:
+        if wants_ar:
             ar = attention_refocusing_loss(
                 self._ar_maps(request, latents.shape[-1]), token_masks.to(dev)
             )
@@ -368,7 +378,11 @@ class _StepFn:
             if base.prediction_type == "v_prediction"
             else x0_from_eps(x_t, pred, abar)
         )
-        images = base.vae.decode((x0 / base.vae.config.scaling_factor).to(base.dtype)).sample
+        vae_dtype = next(base.vae.parameters()).dtype
+        if vae_dtype == torch.float16 and getattr(base.vae.config, "force_upcast", False):
+            vae_dtype = torch.float32  # SDXL's VAE overflows in float16 (diffusers upcasts too)
+        with _vae_in(base.vae, vae_dtype):
+            images = base.vae.decode((x0 / base.vae.config.scaling_factor).to(vae_dtype)).sample
         reference = self.data.embedding.to(images.device).expand(len(rows), -1)
         loss, _ = face_id_loss(images.float().clamp(-1, 1), reference, recognizer, detector)
         return loss
@@ -380,7 +394,13 @@ def _id_models(cfg: MagiCaptureConfig, identity: Any, device: Any) -> Any:
         return None
     from ...faces.id_loss import id_loss_models
 
-    name = cfg.recognizer or identity.meta.get("recognizer", {}).get("name", "sface")
+    own = identity.meta.get("recognizer", {}).get("name", "sface")
+    name = cfg.recognizer or own
+    if name != own:
+        raise SamefaceError(
+            f"the ID loss would run {name} against an identity embedded with {own}: the two "
+            "embeddings are not comparable; build the identity with the same recogniser"
+        )
     if name not in ("sface", "world"):
         raise SamefaceError(
             f"MagiCapture's ID loss needs a differentiable recogniser (sface or world); the "
@@ -413,6 +433,19 @@ def _initial_words(
             for enc in base.text_encoders
         ]
     return {name: [lt.to(base.device) for lt in lts] for name, lts in words.items()}
+
+
+@contextlib.contextmanager
+def _vae_in(vae: Any, dtype: Any):
+    """The VAE in `dtype` for the decode (given back in its own dtype)."""
+    own = next(vae.parameters()).dtype
+    if own != dtype:
+        vae.to(dtype)
+    try:
+        yield
+    finally:
+        if own != dtype:
+            vae.to(own)
 
 
 def _linear_decay(lr: float, steps: int) -> Callable[[int], float]:
