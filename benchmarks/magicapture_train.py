@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steps import compare_sides, random_identity, run_side
 
 
 def _base(args):
@@ -101,31 +99,9 @@ def run_reference(args) -> dict:
 
 def run_sameface(args) -> dict:
     """sameface's real personalisation loop, phase-2 steps timed by difference of run lengths."""
-    import numpy as np
-
-    from sameface.identity import Identity
     from sameface.methods.magicapture import MagiCaptureConfig, personalize
 
-    rng = np.random.default_rng(0)
-    squares = rng.integers(
-        0, 256, (args.batch, args.resolution, args.resolution, 3), dtype=np.uint8
-    )
-    masks = np.zeros(squares.shape[:3], np.uint8)
-    masks[
-        :,
-        args.resolution // 4 : 3 * args.resolution // 4,
-        args.resolution // 4 : 3 * args.resolution // 4,
-    ] = 255
-    ident = Identity(
-        aligned=np.zeros((args.batch, 112, 112, 3), np.uint8),
-        squares=squares,
-        masks=masks,
-        embeddings=np.eye(args.batch, 128, dtype=np.float32),
-        embedding=np.eye(1, 128, dtype=np.float32)[0],
-        bboxes=np.zeros((args.batch, 4), np.float32),
-        landmarks=np.zeros((args.batch, 5, 2), np.float32),
-        meta={"recognizer": {"name": "sface"}},
-    )
+    ident = random_identity(args.batch, args.resolution, face_box=True)
     base = _base(args)
 
     def timed(lora_steps: int, id_weight: float) -> float:
@@ -156,29 +132,6 @@ def run_sameface(args) -> dict:
     return out
 
 
-def child(args) -> None:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    out = run_reference(args) if args.side == "reference" else run_sameface(args)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(out))
-
-
-def spawn(side: str, argv: list[str]) -> dict:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--side", side, *argv],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=os.environ | {"OPENCV_LOG_LEVEL": "ERROR"},
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise SystemExit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolution", type=int, default=256)
@@ -191,18 +144,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.side:
-        child(args)
+        run_side(args, {"reference": run_reference, "sameface": run_sameface})
         return 0
-    argv = [f"--{k}={v}" for k, v in vars(args).items() if k not in ("side", "json")]
-    ref = spawn("reference", argv)
-    ours = spawn("sameface", argv)
-    summary = {
-        "setting": {k: v for k, v in vars(args).items() if k not in ("side", "json")},
-        "reference": ref,
-        "sameface": ours,
-        "time_ratio": ours["step_s"] / ref["step_s"],
-        "memory_ratio": ours["peak_rss_mb"] / ref["peak_rss_mb"],
-    }
+    summary = compare_sides(__file__, args)
+    ref, ours = summary["reference"], summary["sameface"]
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steps import compare_sides, random_identity, run_side
 
 
 def _base(args):
@@ -120,25 +118,9 @@ def run_reference(args) -> dict:
 
 def run_sameface(args) -> dict:
     """sameface's real personalisation loop, timed by difference of two run lengths."""
-    import numpy as np
-
-    from sameface.identity import Identity
     from sameface.methods.textual_inversion import TextualInversionConfig, personalize
 
-    rng = np.random.default_rng(0)
-    squares = rng.integers(
-        0, 256, (args.batch, args.resolution, args.resolution, 3), dtype=np.uint8
-    )
-    ident = Identity(
-        aligned=np.zeros((args.batch, 112, 112, 3), np.uint8),
-        squares=squares,
-        masks=np.full(squares.shape[:3], 255, np.uint8),
-        embeddings=np.eye(args.batch, 128, dtype=np.float32),
-        embedding=np.eye(1, 128, dtype=np.float32)[0],
-        bboxes=np.zeros((args.batch, 4), np.float32),
-        landmarks=np.zeros((args.batch, 5, 2), np.float32),
-        meta={},
-    )
+    ident = random_identity(args.batch, args.resolution)
     base = _base(args)
 
     def timed(steps: int) -> float:
@@ -167,29 +149,6 @@ def run_sameface(args) -> dict:
     return {"step_s": statistics.median(per_step), "all_step_s": per_step, "artifact_bytes": size}
 
 
-def child(args) -> None:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    out = run_reference(args) if args.side == "reference" else run_sameface(args)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(out))
-
-
-def spawn(side: str, argv: list[str]) -> dict:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--side", side, *argv],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=os.environ | {"OPENCV_LOG_LEVEL": "ERROR"},
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise SystemExit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="sd1", choices=["sd1", "sd2"])
@@ -203,18 +162,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.side:
-        child(args)
+        run_side(args, {"reference": run_reference, "sameface": run_sameface})
         return 0
-    argv = [f"--{k}={v}" for k, v in vars(args).items() if k not in ("side", "json")]
-    ref = spawn("reference", argv)
-    ours = spawn("sameface", argv)
-    summary = {
-        "setting": {k: v for k, v in vars(args).items() if k not in ("side", "json")},
-        "reference": ref,
-        "sameface": ours,
-        "time_ratio": ours["step_s"] / ref["step_s"],
-        "memory_ratio": ours["peak_rss_mb"] / ref["peak_rss_mb"],
-    }
+    summary = compare_sides(__file__, args)
+    ref, ours = summary["reference"], summary["sameface"]
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
