@@ -197,6 +197,7 @@ class _Data:
                 size = masks.shape[1:][::-1]
                 ref_mask = cv2.resize(ref_mask[0], size, interpolation=cv2.INTER_NEAREST)[None]
             masks = np.concatenate([masks, ref_mask])
+        self.count = len(images)  # images before flipping; the reference is the last
         if cfg.flip_prob > 0:
             images = torch.cat([images, images.flip(-1)])
             masks = np.concatenate([masks, masks[:, :, ::-1]])
@@ -208,14 +209,13 @@ class _Data:
         if not self.face[: self.n_photos].flatten(1).any(1).all():
             raise SamefaceError("a photo's face mask is empty on the latent grid: use larger faces")
         if ref is not None:
-            on_grid = self.face[len(images) // (2 if self.flips else 1) - 1]
+            on_grid = self.face[self.count - 1]
             if not on_grid.any() or on_grid.all():
                 raise SamefaceError(
                     "the style reference's face is empty or fills the image on the latent grid: "
                     "use a portrait where the face is larger but leaves some background "
                     "(or another reference_expand)"
                 )
-        self.count = len(images) // (2 if self.flips else 1)  # images before flipping
         self.has_style = ref is not None
         self.embedding = torch.from_numpy(np.asarray(identity.embedding, dtype=np.float32))
 
