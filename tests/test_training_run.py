@@ -186,3 +186,29 @@ def test_other_processes_derive_their_streams_from_the_main_one(tmp_path):
 
     main, other, again = draws(0), draws(1), draws(1)
     assert not torch.equal(main, other) and torch.equal(other, again)
+
+
+def test_a_watcher_sees_every_step_and_its_stop_resumes_exactly(tmp_path):
+    import threading
+
+    from sameface.training.observe import StepWatcher, watching
+
+    straight, want = _finish(tmp_path / "straight")
+    for stop_after in (3, 5):  # inside phase a, at its last step
+        folder = tmp_path / f"stop{stop_after}"
+        seen = []
+        stop = threading.Event()
+
+        def on_step(i, total, loss, stop=stop, at=stop_after, seen=seen):
+            seen.append((i, total))
+            assert loss == loss  # a finite recent mean
+            if i == at:
+                stop.set()  # a front end's cancel button, from its own thread in real use
+
+        run, _, _ = _two_phase_run(folder)
+        with watching(StepWatcher(on_step, stop)), pytest.raises(TrainingError, match="resume"):
+            run.train()
+        assert seen == [(i, 9) for i in range(1, stop_after + 1)]
+        resumed, got = _finish(folder)  # no watcher outside the block
+        assert resumed.log == straight.log
+        assert all(torch.equal(got[k], want[k]) for k in want)

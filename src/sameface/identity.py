@@ -120,6 +120,7 @@ class Identity:
         drop_outliers: bool = False,
         analyzer=None,
         progress: bool = False,
+        face_choices: Sequence[int | str | None] | None = None,
     ) -> Identity:
         """Build an identity from photos of one person.
 
@@ -137,6 +138,9 @@ class Identity:
             drop_outliers: leave photos that disagree with the others out of the mean embedding.
             analyzer: a ready `FaceAnalyzer` (overrides recognizer/face_policy/min_face_size).
             progress: show a progress bar.
+            face_choices: per photo, the face to use (an index into its detections, largest
+                first, or a policy name) where it differs from `face_policy`; None entries
+                keep the policy (e.g. the face a person picked in a group photo).
 
         Raises:
             ImageLoadError: a photo cannot be read.
@@ -155,18 +159,21 @@ class Identity:
             analyzer = FaceAnalyzer(
                 recognizer, face_policy=face_policy, min_face_size=min_face_size
             )
+        choices = list(face_choices) if face_choices is not None else [None] * len(sources)
+        if len(choices) != len(sources):
+            raise ValueError(f"face_choices has {len(choices)} entries for {len(sources)} photos")
         masker = FaceMasker(mask_method)
         rec = analyzer.recognizer
         aligned, squares, masks, embs, boxes, lms, photos = [], [], [], [], [], [], []
-        iterator = sources
+        iterator = list(zip(sources, choices, strict=True))
         if progress and len(sources) > 1:
             from tqdm.auto import tqdm
 
             iterator = tqdm(
-                sources, desc="faces", unit="photo", disable=None
+                iterator, desc="faces", unit="photo", disable=None
             )  # None: only on a terminal
-        for src in iterator:
-            res = analyzer.analyze(src, strict=True)
+        for src, choice in iterator:
+            res = analyzer.analyze(src, strict=True, face_policy=choice)
             face = res.face
             # The whole image is the centre square cut "around" a box of that square, unexpanded.
             crop_box = face.bbox if square_expand is not None else _centre_square(res.image)

@@ -10,60 +10,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
-import typing
 from pathlib import Path
 from typing import Any
 
 ALIASES = {"learning_rate": ("--lr",)}
 """Short spellings of common settings (a field name stays a flag too)."""
 
-_ATTR = re.compile(r"^(\s+)([a-z_][a-z0-9_]*): (.*)$")
 
-
-def field_help(cls: type) -> dict[str, str]:
-    """Field name -> its text in the `Attributes:` sections of the class's docstring, or of a
-    base class's for inherited fields (joined lines)."""
-    out: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        out |= _doc_attributes(klass.__doc__ or "")
-    return out
-
-
-def _doc_attributes(doc: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    current, indent = None, 0
-    for line in doc.splitlines():
-        m = _ATTR.match(line)
-        if m and (current is None or len(m.group(1)) <= indent):
-            current, indent = m.group(2), len(m.group(1))
-            out[current] = m.group(3).strip()
-        elif current and line.strip() and len(line) - len(line.lstrip()) > indent:
-            out[current] += " " + line.strip()
-        else:
-            current = None
-    return out
-
-
-def _parse_for(hint: Any) -> tuple[Any, dict]:
-    """(argparse type, extra add_argument kwargs) for a field's type hint."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            return _parse_for(options[0])
-        return _scalar, {}
-    if origin is tuple:
-        elem = args[0] if args else str
-        return (elem if elem in (int, float, str) else _scalar), {"nargs": "+", "metavar": "V"}
-    if hint is bool:
+def _parse_for(info: Any) -> tuple[Any, dict]:
+    """(argparse type, extra add_argument kwargs) for a setting (`FieldInfo`)."""
+    plain = {"int": int, "str": str}
+    if info.kind == "tuple":
+        return plain.get(info.item, float if info.item == "float" else _scalar), {
+            "nargs": "+",
+            "metavar": "V",
+        }
+    if info.kind == "bool":
         return None, {"action": argparse.BooleanOptionalAction}
-    if hint is int:
+    if info.kind == "int":
         return int, {"metavar": "N"}
-    if hint is str:
+    if info.kind == "str":
         return str, {"metavar": "TEXT"}
     # floats stay lenient: a config may accept words too (reparam_base: "e", "off")
-    return _scalar, {"metavar": "X" if hint is float else "VALUE"}
+    return _scalar, {"metavar": "X" if info.kind == "float" else "VALUE"}
 
 
 def _scalar(text: str) -> Any:
@@ -78,15 +47,12 @@ def _scalar(text: str) -> Any:
 
 def flag_specs(cls: type) -> dict[str, tuple[Any, dict, str, Any]]:
     """Field name -> (argparse type, extra add_argument kwargs, help, default) of a config."""
-    hints = typing.get_type_hints(cls)
-    helps = field_help(cls)
+    from ..methods.config_fields import config_fields
+
     out = {}
-    for f in dataclasses.fields(cls):
-        if f.name.startswith("_"):
-            continue
-        kind, extra = _parse_for(hints.get(f.name, str))
-        default = f.default if f.default is not dataclasses.MISSING else None
-        out[f.name] = (kind, extra, helps.get(f.name, ""), default)
+    for name, info in config_fields(cls).items():
+        kind, extra = _parse_for(info)
+        out[name] = (kind, extra, info.help, info.default)
     return out
 
 
@@ -170,6 +136,8 @@ def config_from_args(config_cls: type, method: str, args: argparse.Namespace) ->
         if not sep:
             raise UsageError(f"--set expects key=value, got {item!r}")
         values[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    from ..methods.config_fields import config_from_values
+
     own = {f.name for f in dataclasses.fields(config_cls)}
     for name in getattr(args, "_config_flags", ()):
         value = getattr(args, name, None)
@@ -181,12 +149,4 @@ def config_from_args(config_cls: type, method: str, args: argparse.Namespace) ->
                 f"(its settings: {', '.join(sorted(own))})"
             )
         values[name] = tuple(value) if isinstance(value, list) else value
-    unknown = sorted(set(values) - own)
-    if unknown:
-        raise UsageError(
-            f"unknown setting(s) {', '.join(unknown)} for {method}; known: {', '.join(sorted(own))}"
-        )
-    try:
-        return config_cls(**values)
-    except (TypeError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    return config_from_values(config_cls, method, values)

@@ -58,6 +58,19 @@ def world_method_settings(world: Any, methods: list[str]) -> dict:
     return out
 
 
+def world_defaults(world: Any, method: str) -> dict:
+    """A method's defaults in `world`, under a suite's or a user's settings: its world
+    settings, and the world itself for a config with a `world` field (e.g. for an ID loss's
+    recogniser)."""
+    from ..methods import get_method
+
+    spec = get_method(method)
+    values = dict(spec.world_settings)
+    if "world" in getattr(spec.config_cls, "__dataclass_fields__", {}):
+        values["world"] = str(world.folder)
+    return values
+
+
 def world_settings(
     world: Any,
     out_dir: str | os.PathLike,
@@ -77,17 +90,9 @@ def world_settings(
         method_settings: per-method overrides, on top of what the world supplies.
         base_spec: how the base model was given (default: the world's `base/` folder).
     """
-    from ..methods import get_method
-
     known = world.render_known_references(Path(out_dir) / KNOWN_REFERENCES, max(1, known_people))
     settings = world_method_settings(world, methods)
-    defaults = {}
-    for name in methods:
-        spec = get_method(name)
-        defaults[name] = dict(spec.world_settings)
-        # A method whose settings name a world (e.g. for its ID loss's recogniser) gets this one.
-        if "world" in getattr(spec.config_cls, "__dataclass_fields__", {}):
-            defaults[name]["world"] = str(world.folder)
+    defaults = {name: world_defaults(world, name) for name in methods}
     for name, values in (method_settings or {}).items():
         settings[name] = settings.get(name, {}) | values
     return BenchSettings(
@@ -106,6 +111,7 @@ def world_settings(
 __all__ = [
     "KNOWN_REFERENCES",
     "unavailable_reason",
+    "world_defaults",
     "world_evaluator",
     "world_method_settings",
     "world_settings",

@@ -353,6 +353,9 @@ class TrainingRun:
         """
         from tqdm.auto import tqdm
 
+        from .observe import current_watcher
+
+        watcher = current_watcher() if self.ctx.is_main else None
         bar = tqdm(
             total=self.total_steps,
             initial=self.global_step,
@@ -384,6 +387,13 @@ class TrainingRun:
                     bar.update(1)
                     bar.set_postfix(loss=f"{_recent_mean(self.log):.4f}")
                     self._after_step(ph, entry)
+                    if watcher is not None:
+                        if watcher.on_step is not None:
+                            watcher.on_step(
+                                self.global_step, self.total_steps, _recent_mean(self.log)
+                            )
+                        if watcher.stop.is_set():  # a front end's "cancel": as Ctrl-C here
+                            raise KeyboardInterrupt
                 self.phase, self.step = self.phase + 1, 0
         except KeyboardInterrupt:
             self.save(self._rng_at_start)
