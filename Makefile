@@ -1,10 +1,10 @@
 # Developer entry points. `make setup` creates .venv; every other target uses it.
 VENV ?= .venv
-EXTRAS ?= dev,dlib
+EXTRAS ?= dev,dlib,ui
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-slow bench lint format clean
+.PHONY: setup demo ui test test-fast test-slow bench lint format clean
 
 setup:
 	VENV=$(VENV) bash scripts/setup.sh $(EXTRAS)
@@ -12,8 +12,14 @@ setup:
 demo:
 	$(BIN)/sameface demo --out out/demo
 
+ui:
+	$(BIN)/sameface ui --reports out
+
 test:
 	$(BIN)/python -m pytest -q
+
+test-fast:  # without the browser tests
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow
@@ -28,6 +34,7 @@ bench:
 	$(BIN)/python benchmarks/dreamidentity.py
 	$(BIN)/python benchmarks/dreamidentity_augment.py
 	$(BIN)/python benchmarks/magicapture_train.py
+	$(BIN)/python benchmarks/ui_load.py
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

@@ -4,7 +4,9 @@
 #     a torch that is already importable (e.g. your CUDA build) is kept;
 #  2. sameface itself with the extras given as the first argument (default: dev);
 #  3. clip-anytorch without its dependencies: we only read the real CLIP BPE vocabulary
-#     file it ships (its torchvision dependency would pull another torch).
+#     file it ships (its torchvision dependency would pull another torch);
+#  4. with the `ui` and `dev` extras, the OS's Chromium for the browser tests (Debian/Ubuntu apt-get,
+#     as root or through sudo), unless a chromium is already on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -23,4 +25,16 @@ echo "setup: installing sameface[$EXTRAS]" >&2
 "${PIP[@]}" install -e ".[$EXTRAS]"
 # Last, so pip's resolver does not complain about the dependencies we skip on purpose.
 "${PIP[@]}" install --no-deps --no-warn-conflicts "clip-anytorch==2.6.0"
+if [[ ",$EXTRAS," == *",ui,"* && ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+    if command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+        echo "setup: installing the OS's chromium (for the browser tests)" >&2
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    else
+        echo "setup: no chromium and no apt-get/root to install it: the browser tests need" \
+             "one on PATH (or skip them: pytest -m 'not browser')" >&2
+    fi
+fi
 echo "setup: done; activate with: source $VENV/bin/activate" >&2

@@ -4,7 +4,7 @@ Every expected failure (bad image, no face, missing model) prints one line on st
 exits non-zero; tracebacks appear only for real bugs, and only with --debug. Each module
 here adds its sub-commands: `faces` (inspect, identity), `methods` (personalize,
 generate), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods),
-`world` (the proving ground), `demo` (a one-command tour in that world).
+`world` (the proving ground), `demo` (a one-command tour in that world), `ui` (the web UI).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, celebs, data, demo, faces, methods, train, world
+    from . import bench, celebs, data, demo, faces, methods, train, ui, world
 
     parser = argparse.ArgumentParser(
         prog="sameface",
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub, common)
     world.add_parsers(sub, common)
     demo.add_parsers(sub, common)
+    ui.add_parsers(sub, common)
     return parser
 
 
