@@ -152,7 +152,16 @@ def _png(path: Path, rng: np.random.Generator, size: int = 48) -> None:
     Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
 
 
-def _make_run(root: Path, *, truncated: bool = True) -> Path:
+def _make_run(
+    root: Path,
+    *,
+    truncated: bool = True,
+    methods: list[str] = METHODS,
+    prompts: list[str] = PROMPTS,
+    context: bool = False,
+) -> Path:
+    """A run folder as the runner writes it, with random images and scores (`context`: the
+    world's context accuracy too)."""
     rng = np.random.default_rng(0)
     run = root / "run"
     lines: list[dict] = []
@@ -162,13 +171,13 @@ def _make_run(root: Path, *, truncated: bool = True) -> Path:
             _png(run / r, rng, 64)
         lines.append({"type": "reference", "identity": ident, "images": refs,
                       "self_similarity": 0.78})  # fmt: skip
-    for method in ["none", *METHODS]:
+    for method in ["none", *methods]:
         for ident in IDENTITIES:
             if method != "none":
                 lines.append({"type": "personalize", "method": method, "identity": ident,
                               "time_s": float(rng.uniform(5, 50)),
                               "peak_mem_mb": 1234.0 if method == "pulid" else None})  # fmt: skip
-            for pi, prompt in enumerate(PROMPTS):
+            for pi, prompt in enumerate(prompts):
                 for seed in reversed(SEEDS):  # seed order is not file order
                     image = f"images/{method}/{ident}/p{pi:02d}_s{seed}.png"
                     _png(run / image, rng)
@@ -186,7 +195,7 @@ def _make_run(root: Path, *, truncated: bool = True) -> Path:
                         "id_norm": None, "text_norm": None,
                         "aggregate": (1 + clip_t) * (1 + miss),
                         "gen_time_s": float(rng.uniform(1, 3)),
-                    })  # fmt: skip
+                    } | ({"context_accuracy": float(rng.uniform(0.5, 1))} if context else {}))  # fmt: skip
     text = "\n".join(json.dumps(x) for x in lines) + "\n"
     if truncated:
         text += json.dumps(lines[-1])[:37]  # a partially written last line
@@ -197,14 +206,14 @@ def _make_run(root: Path, *, truncated: bool = True) -> Path:
         "suite_file": "suites/mini.yaml",
         "description": "A tiny suite for tests.",
         "base": "runwayml/stable-diffusion-v1-5",
-        "methods": ["none", *METHODS],
+        "methods": ["none", *methods],
         "evaluator": {"recognizer": {"name": "sface", "version": "2021dec-int8", "dim": 128},
                       "clip": "openai/clip-vit-large-patch14"},
         "conditioning_recognizers": {"textual-inversion": None, "pulid": "sface"},
         "identity_recognizer": "sface",
         "protocol": {
             "name": "mini", "identities": [{"name": i, "photos": []} for i in IDENTITIES],
-            "prompts": PROMPTS, "seeds": SEEDS, "resolution": 512, "num_inference_steps": 50,
+            "prompts": prompts, "seeds": SEEDS, "resolution": 512, "num_inference_steps": 50,
             "guidance_scale": None, "negative_prompt": None, "placeholder": "<id>",
             "methods": {"textual-inversion": {"steps": 400}}, "description": "",
             "method_settings": {"pulid": {"id_scale": 0.8}},
@@ -243,7 +252,16 @@ def test_write_report(tmp_path):
     assert "| sampling steps | 50 |" in md and "| seeds | 0, 1 |" in md
     assert "| settings: textual-inversion | steps 400 |" in md and "id\\_scale 0.8" in md
     assert "the pipeline's default" in md  # guidance_scale None
-    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Images", "## At a glance", "## Gain over the no-identity baseline"]
+    assert headings[-1] == "## Protocol"  # the pictures and the answer first, how it was made last
+    glance = md.split("## At a glance")[1].split("\n## ")[0]
+    glance_rows = [r.split("|")[1].strip() for r in glance.splitlines() if r.startswith("| ")]
+    assert glance_rows[2:] == METHODS  # one line per method (after header and alignment rows)
+    assert "of 2 |" in glance
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    assert summary.count("### ") == 3  # like the person, like the prompt, cost
+    rows = [line for line in summary.splitlines() if line.startswith("| ")]
     summary_rows = [r for r in rows if "(n=" in r and r.split("|")[1].strip() in
                     {"none (no identity)", *METHODS}]  # fmt: skip
     assert [r.split("|")[1].strip() for r in summary_rows[:3]] == ["none (no identity)", *METHODS]

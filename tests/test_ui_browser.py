@@ -261,3 +261,32 @@ def test_a_bench_report_opens_inside_the_ui(browser, server):
     assert width == 32  # the report's relative image links are served too
     _shot(page, "report")
     context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 1366])
+def test_a_report_leads_with_the_pictures_and_fits_a_laptop(browser, tmp_path, width):
+    """`make demo`'s report and every bench report: the image grid, then one line per
+    method, then the tables and the protocol; nothing scrolls sideways."""
+    from sameface.eval.report import write_report
+
+    from .test_eval_report import _make_run
+
+    methods = ["known-by-name", "copy-reference", "dreamidentity", "feedface", "magicapture",
+               "pulid", "textual-inversion"]  # fmt: skip
+    prompts = [f"a close-up photo of <id> wearing glasses and a hat, prompt {i}, "
+               "striped blue background, oil painting in the style of an old master"
+               for i in range(8)]  # fmt: skip
+    run = _make_run(tmp_path, truncated=False, methods=methods, prompts=prompts, context=True)
+    _, html_path = write_report(run)
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(html_path.as_uri())
+    wide, window = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert wide <= window  # nothing scrolls sideways
+    headings = page.locator("h2").all_inner_texts()
+    assert headings[:2] == ["Images", "At a glance"] and headings[-1] == "Protocol"
+    grid_top = page.locator("img").first.bounding_box()["y"]
+    assert grid_top < 800  # the pictures start on the first screen
+    glance = page.locator("h2:text('At a glance') + p + table tbody tr")
+    assert glance.count() == len(methods) - 1  # one line per method (known-by-name left out)
+    _shot(page, f"report-{width}")
+    page.close()

@@ -47,7 +47,6 @@ class _Table:
 class _Image:
     filename: str
     alt: str
-    scale: bool = True  # False: keep pixel size (grid text stays legible), scroll instead
 
 
 @dataclass
@@ -106,21 +105,21 @@ def _html_inline(part: Any) -> str:
     return html.escape(str(part))
 
 
+# Nothing is wider than the window (a laptop's included): tables wrap their cells (the n
+# of a number on its own line, long text anywhere) and images scale down.
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
 max-width:1400px;padding:0 1rem;color:#1a1a1a;line-height:1.45}
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
 h3{font-size:1.05rem}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;font-size:.88rem;margin:.5rem 0}
-th,td{border:1px solid #d5d5d5;padding:.25rem .5rem;vertical-align:top}
+table{border-collapse:collapse;font-size:.88rem;margin:.5rem 0;max-width:100%}
+th,td{border:1px solid #d5d5d5;padding:.25rem .5rem;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{background:#f7f7f2;font-style:italic}
 code{background:#f2f2f2;padding:0 .2rem;border-radius:3px;font-size:.9em}
 img{max-width:100%;height:auto;border:1px solid #e2e2e2}
-img.full{max-width:none}
-.n{color:#777;font-size:.8em}
+.n{display:block;color:#777;font-size:.8em}
 ul{padding-left:1.2rem}
 """
 
@@ -148,8 +147,7 @@ def _render_html(blocks: list, title: str, images: Mapping[str, bytes]) -> str:
                 )
                 rows.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
             body.append(
-                f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-                f"<tbody>{''.join(rows)}</tbody></table></div>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             )
         elif isinstance(b, _Image):
             data = images.get(b.filename)
@@ -157,13 +155,7 @@ def _render_html(blocks: list, title: str, images: Mapping[str, bytes]) -> str:
                 body.append(f"<p>({html.escape(b.alt)}: not drawn)</p>")
             else:
                 uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-                alt = html.escape(b.alt)
-                if b.scale:
-                    body.append(f'<p><img src="{uri}" alt="{alt}"></p>')
-                else:
-                    body.append(
-                        f'<div class="scroll"><img class="full" src="{uri}" alt="{alt}"></div>'
-                    )
+                body.append(f'<p><img src="{uri}" alt="{html.escape(b.alt)}"></p>')
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

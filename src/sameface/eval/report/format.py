@@ -25,6 +25,21 @@ _SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("gen_time_s", "s/image", "time"),
 )
 _MEMORY_COLUMN = ("personalize_peak_mem_mb", "personalise peak MB", "memory")
+_SUMMARY_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Like the person",
+        (
+            "detection_rate",
+            "face_similarity",
+            "face_similarity_with_misses",
+            "id_norm",
+            "face_clip_i",
+        ),
+    ),
+    ("Like the prompt", ("context_accuracy", "clip_t", "text_norm", "clip_i", "aggregate")),
+    ("Cost", ("personalize_time_s", "gen_time_s", "personalize_peak_mem_mb")),
+)
+"""The summary's columns in tables of a few each, so no table is wider than a laptop."""
 
 _DASH = "—"
 

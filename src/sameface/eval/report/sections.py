@@ -1,4 +1,5 @@
-"""The report's content: protocol, summary, paired gains, per-prompt and per-identity blocks."""
+"""The report's content: images and one line per method first, then the summary, paired
+gains, per-prompt and per-identity blocks, and the protocol last."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .format import (
     _DASH,
     _MEMORY_COLUMN,
     _SUMMARY_COLUMNS,
+    _SUMMARY_GROUPS,
     _finite,
     _fmt_interval,
     _fmt_model,
@@ -147,19 +149,12 @@ def _protocol_blocks(run: RunData) -> list:
 
 def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]) -> list:
     has_context = any(summaries[m]["context_accuracy"].n for m in run.methods)
-    columns = [c for c in _SUMMARY_COLUMNS if has_context or c[0] != "context_accuracy"]
-    if any(summaries[m]["personalize_peak_mem_mb"].n for m in run.methods):
-        columns.append(_MEMORY_COLUMN)
-    header = ["method", *[label for _, label, _ in columns]]
-    rows = []
-    for m in run.methods:
-        s = summaries[m]
-        row = [_label(m)]
-        for key, _, kind in columns:
-            v = _fmt_interval(s[key], kind)
-            row.append(v if v == _DASH else [v, _N(s[key].n)])
-        rows.append(row)
-    return [
+    columns = {key: (label, kind) for key, label, kind in (*_SUMMARY_COLUMNS, _MEMORY_COLUMN)}
+    if not has_context:
+        columns.pop("context_accuracy")
+    if not any(summaries[m]["personalize_peak_mem_mb"].n for m in run.methods):
+        columns.pop("personalize_peak_mem_mb")
+    blocks: list = [
         _Heading(2, "Summary"),
         _Para(
             [
@@ -169,7 +164,22 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
                 "seeds and treated as independent, so the intervals are on the optimistic side."
             ]
         ),
-        _Table(header, rows, row_classes=_row_classes(run.methods)),
+    ]
+    for title, keys in _SUMMARY_GROUPS:
+        keys = [k for k in keys if k in columns]
+        rows = []
+        for m in run.methods:
+            row = [_label(m)]
+            for key in keys:
+                v = _fmt_interval(summaries[m][key], columns[key][1])
+                row.append(v if v == _DASH else [v, _N(summaries[m][key].n)])
+            rows.append(row)
+        header = ["method", *[columns[k][0] for k in keys]]
+        blocks += [
+            _Heading(3, title),
+            _Table(header, rows, row_classes=_row_classes(run.methods)),
+        ]
+    blocks.append(
         _Bullets(
             [
                 [
@@ -198,8 +208,86 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
                 ],
                 *_extra_bullets(run, has_context),
             ]
-        ),
+        )
+    )
+    return blocks
+
+
+def _glance_blocks(
+    run: RunData, summaries: Mapping[str, Mapping[str, Summary]], grids: Mapping[str, str]
+) -> list:
+    """What a person looks for first: one identity's images, then one line per method."""
+    blocks: list = []
+    if run.identities:
+        first = run.identities[0]
+        more = len(run.identities) - 1
+        blocks += [
+            _Heading(2, "Images"),
+            _Para(
+                [
+                    f"{first}: the reference face crops, then each method's image for every "
+                    "prompt (first seed), captioned with face similarity (ID) and CLIP-T (T)."
+                    + (f" The other {more} identities' grids are at the end." if more else "")
+                ]
+            ),
+            _Image(grids[first], f"grid {first}"),
+        ]
+    others = [m for m in run.methods if m not in (BASELINE, "known-by-name")]
+    if BASELINE not in run.methods or not others:
+        return blocks
+    has_context = any(summaries[m]["context_accuracy"].n for m in run.methods)
+    prompt_key, prompt_label = (
+        ("context_accuracy", "context kept (context acc.)")
+        if has_context
+        else ("clip_t", "prompt kept (CLIP-T)")
+    )
+    header = [
+        "method",
+        "more like the person (Δ face sim)",
+        "identities that rose",
+        prompt_label,
+        "Δ vs no identity",
+        "personalise s",
     ]
+    rows = []
+    for m in others:
+        gain = paired_gain(run.images, m, "face_similarity_with_misses", baseline=BASELINE)
+        kept = paired_gain(run.images, m, prompt_key, baseline=BASELINE)
+        rows.append(
+            [
+                _label(m),
+                _fmt_interval(gain, "score"),
+                _rose(run, m),
+                _fmt_interval(summaries[m][prompt_key], "score"),
+                _fmt_interval(kept, "score"),
+                _fmt_interval(summaries[m]["personalize_time_s"], "time"),
+            ]
+        )
+    base = _fmt_interval(summaries[BASELINE][prompt_key], "score")
+    blocks += [
+        _Heading(2, "At a glance"),
+        _Para(
+            [
+                "One line per method, each image paired with the no-identity image of the same "
+                "identity, prompt and seed (95% intervals). Face similarity: how much more like "
+                "the person than the floor; ",
+                prompt_label.split(" (")[0],
+                f": the no-identity images score {base}.",
+            ]
+        ),
+        _Table(header, rows, row_classes=_row_classes(others)),
+    ]
+    return blocks
+
+
+def _rose(run: RunData, method: str) -> str:
+    """ "k of n": identities whose mean face similarity rose over the baseline's."""
+    per_identity = [
+        paired_gain(run.images, method, "face_similarity_with_misses", identity=i)
+        for i in run.identities
+    ]
+    scored = [g for g in per_identity if g.n]
+    return f"{sum(g.mean > 0 for g in scored)} of {len(scored)}" if scored else _DASH
 
 
 _GAIN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -230,12 +318,7 @@ def _gain_blocks(run: RunData) -> list:
             g = paired_gain(run.images, m, key, baseline=BASELINE)
             v = _fmt_interval(g, "score")
             row.append(v if v == _DASH else [v, _N(g.n)])
-        per_identity = [
-            paired_gain(run.images, m, "face_similarity_with_misses", identity=i)
-            for i in run.identities
-        ]
-        scored = [g for g in per_identity if g.n]
-        row.append(f"{sum(g.mean > 0 for g in scored)} of {len(scored)}" if scored else _DASH)
+        row.append(_rose(run, m))
         rows.append(row)
     return [
         _Heading(2, "Gain over the no-identity baseline"),
@@ -337,14 +420,18 @@ def _identity_blocks(run: RunData, grids: Mapping[str, str]) -> list:
             rows,
             numeric_from=1,
         ),
-        _Heading(2, "Image grids"),
-        _Para(
-            [
-                "Rows: methods; first column: the reference face crops; then the first seed's "
-                "image for each prompt, captioned with its face similarity (ID) and CLIP-T (T)."
-            ]
-        ),
     ]
-    for ident in run.identities:
-        blocks += [_Heading(3, ident), _Image(grids[ident], f"grid {ident}", scale=False)]
+    if len(run.identities) > 1:
+        blocks += [
+            _Heading(2, "Image grids"),
+            _Para(
+                [
+                    "As at the top, for the other identities: rows are methods; the first "
+                    "column the reference face crops, then the first seed's image for each "
+                    "prompt, captioned with its face similarity (ID) and CLIP-T (T)."
+                ]
+            ),
+        ]
+    for ident in run.identities[1:]:
+        blocks += [_Heading(3, ident), _Image(grids[ident], f"grid {ident}")]
     return blocks

@@ -12,6 +12,7 @@ from .figures import _draw_grid, _draw_scatter, _grid_filenames
 from .run import load_run
 from .sections import (
     _gain_blocks,
+    _glance_blocks,
     _identity_blocks,
     _per_prompt_blocks,
     _protocol_blocks,
@@ -55,9 +56,10 @@ def write_report(
     blocks: list = [_Heading(1, title)]
     for note in run.notes:
         blocks.append(_Para([f"Note: {note}"]))
-    blocks += _protocol_blocks(run)
-    blocks += _summary_blocks(run, summaries)
+    # What a person looks for first (the pictures, the answer), then the evidence, then how.
+    blocks += _glance_blocks(run, summaries, grids)
     blocks += _gain_blocks(run)
+    blocks += _summary_blocks(run, summaries)
     blocks += [
         _Heading(2, "Fidelity vs editability"),
         _Para(
@@ -71,6 +73,7 @@ def write_report(
     ]
     blocks += _per_prompt_blocks(run)
     blocks += _identity_blocks(run, grids)
+    blocks += _protocol_blocks(run)
 
     for name, data in figures.items():
         write_bytes_atomic(child_path(out, name, what="figure name"), data)
