@@ -13,7 +13,7 @@ demo:
 	$(BIN)/sameface demo --out out/demo
 
 ui:
-	$(BIN)/sameface ui --reports out
+	$(BIN)/sameface ui $(if $(wildcard out),--reports out)
 
 test:
 	$(BIN)/python -m pytest -q

@@ -204,7 +204,7 @@ def _run_identity(
         )
 
     # The baseline first: its images anchor CLIP-I and the normalisation.
-    base_pipe = _baseline_pipeline(base)
+    base_pipe = baseline_pipeline(base)
     baseline: dict[tuple[int, int], dict] = {}
     for pi, prompt in enumerate(suite.prompts):
         for seed in suite.seeds:
@@ -445,7 +445,9 @@ def _record(part, done, method, identity, suite, pi, seed, rec, ref_clip, norms,
     done.add((method, identity, pi, seed))
 
 
-def _baseline_pipeline(base: Any) -> Any:
+def baseline_pipeline(base: Any) -> Any:
+    """The base model as a diffusers pipeline with the DDIM sampler the method pipelines
+    use, so the same seed starts the same way (the no-identity images)."""
     from diffusers import DDIMScheduler
 
     pipe = base.as_pipeline(scheduler=DDIMScheduler.from_config(base.scheduler.config))

@@ -427,6 +427,7 @@ class Workspace:
         import torch
 
         from ..eval.metrics import neutral_prompt
+        from ..eval.runner import baseline_pipeline
         from ..imageio import save_image_atomic
         from ..methods import artifact_method, get_method
 
@@ -476,27 +477,27 @@ class Workspace:
                             )
                         )
             if without_person:
-                plain = base.as_pipeline()
-                plain.set_progress_bar_config(disable=True)
-                for prompt in prompts:
-                    for seed in seeds:
-                        out = plain(
-                            neutral_prompt(prompt, placeholder),
-                            **{k: v for k, v in call.items() if v is not None},
-                            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
-                            output_type="np",
-                        )
-                        made.append(
-                            self._save(
-                                images_dir,
-                                out.images[0],
-                                spec.name,
-                                prompt,
-                                seed,
-                                call | {"without_person": True},
-                                save_image_atomic,
-                            )
-                        )
+                plain = baseline_pipeline(base)
+                paired = []
+                for mine in made:  # side by side: each image, then the base model's
+                    prompt, seed = mine.settings["prompt"], mine.settings["seed"]
+                    out = plain(
+                        neutral_prompt(prompt, placeholder),
+                        **{k: v for k, v in call.items() if v is not None},
+                        generator=torch.Generator(device="cpu").manual_seed(int(seed)),
+                        output_type="np",
+                    )
+                    base_image = self._save(
+                        images_dir,
+                        out.images[0],
+                        spec.name,
+                        prompt,
+                        seed,
+                        call | {"without_person": True},
+                        save_image_atomic,
+                    )
+                    paired += [mine, base_image]
+                made = paired
         return made
 
     def _check_request(self, spec, prompts, seeds, steps, height, width, options, without):
