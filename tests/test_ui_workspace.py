@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sameface.errors import TrainingError, UsageError
+from sameface.errors import SamefaceError, TrainingError, UsageError
 
 SESSION = "s" * 32
 
@@ -200,6 +200,10 @@ def test_generate_export_and_delete_everything(ada, tmp_path):
     names = zipfile.ZipFile(zipped).namelist()
     assert any(n.endswith("artifact.json") for n in names)
     assert not any("checkpoints" in n for n in names)
+    with pytest.raises(SamefaceError, match="cannot load there"):  # the world's 64-wide words
+        ada.export(SESSION, "ada", "textual-inversion", webui=True)
+    with pytest.raises(SamefaceError, match="no learned words"):
+        ada.export(SESSION, "ada", "pulid", webui=True)
 
     cache = tmp_path / "cache"  # copies of the images and photos elsewhere (a server's cache)
     (cache / "x").mkdir(parents=True)
@@ -221,3 +225,17 @@ def test_reports_are_found_newest_first(tmp_path, backend):
         (tmp_path / "runs" / name / "report.html").write_text("<html></html>")
     ws = Workspace(tmp_path / "data", backend, reports_dirs=[tmp_path / "runs"])
     assert {p.parent.name for p in ws.reports()} == {"old", "new"}
+
+
+def test_a_real_model_artifact_downloads_as_webui_files(ada):
+    """An SD1.x artifact (768-wide words) as the A1111 / ComfyUI zip: words named after the
+    person, where they go, nothing of the identity."""
+    from .test_interop_export import _artifact
+
+    art = ada.person(SESSION, "ada") / "textual-inversion"
+    _artifact(art, "sd1")
+    names = sorted(
+        zipfile.ZipFile(ada.export(SESSION, "ada", "textual-inversion", webui=True)).namelist()
+    )
+    assert names == ["ada/README.txt", "ada/embeddings/ada.safetensors"]
+    assert not (ada.session(SESSION) / "exports" / "ada-textual-inversion-webui").exists()

@@ -168,6 +168,15 @@ def build_app(workspace: Any) -> Any:
             with gr.Row():
                 i_person = gr.Dropdown(label="Person", choices=[], elem_id="i-person")
                 i_method = gr.Dropdown(label="Artifact", choices=[], elem_id="i-method")
+            webui = gr.Radio(
+                ["sameface artifact", "A1111 / ComfyUI files"],
+                value="sameface artifact",
+                label="Download as",
+                info="A1111 / ComfyUI: the learned words (and LoRA) named after the person, for "
+                "their embeddings (and loras) folders; textual inversion, DreamIdentity, "
+                "MagiCapture",
+                elem_id="export-kind",
+            )
             with gr.Row():
                 export = gr.Button("Download artifact", elem_id="export")
                 confirm = gr.Checkbox(
@@ -392,17 +401,20 @@ def build_app(workspace: Any) -> Any:
 
         session.change(listing, inputs=session, outputs=table, api_visibility="private")
 
-        def export_artifact(token, who, m):
+        def export_artifact(token, who, m, kind):
             try:
                 if not who or not m:
                     raise ValueError("choose a person and one of their artifacts")
-                return str(workspace.export(token, who, m)), f"Artifact of {who} ({m})."
+                webui_files = kind != "sameface artifact"
+                path = workspace.export(token, who, m, webui=webui_files)
+                what = f"{m}, A1111 / ComfyUI files" if webui_files else m
+                return str(path), f"Artifact of {who} ({what})."
             except _MESSAGE_ERRORS as e:
                 return None, _fail(e)
 
         export.click(
             export_artifact,
-            inputs=[session, i_person, i_method],
+            inputs=[session, i_person, i_method, webui],
             outputs=[download, i_status],
             api_visibility="private",
         )

@@ -15,21 +15,20 @@ The calls are the public API's (`Identity`, the method registry, the pipelines'
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
 import time
-import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import SamefaceError, TrainingError, UsageError
+from .files import prune, sha256, zip_folder
+from .photos import PhotoReport, remove, upload_name
 
 PEOPLE = "people"
 IDENTITY = "identity"
@@ -58,29 +57,6 @@ class Limits:
     max_images: int = 16
     max_steps: int = 150
     max_side: int = 1024
-
-
-@dataclass
-class PhotoReport:
-    """One uploaded photo as the face stack sees it.
-
-    Attributes:
-        name: the file's name.
-        boxed: the photo with every face boxed and numbered (the chosen one green).
-        faces: how many faces were found.
-        chosen: the face used (index, largest first), or None.
-        warnings: quality warnings of the chosen face.
-        error: why the photo cannot be used, or None.
-        embedding: the chosen face's embedding (for the look-alike check).
-    """
-
-    name: str
-    boxed: np.ndarray
-    faces: int
-    chosen: int | None
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    embedding: np.ndarray | None = None
 
 
 @dataclass
@@ -190,47 +166,10 @@ class Workspace:
         """Check uploaded files against the limits and bring them into the session's uploads
         folder: moved (the server's temporary copy is removed), or copied for a look that
         leaves the upload in place. Refused uploads are removed. Returns the session's files."""
-        from PIL import Image
+        from .photos import bring_in
 
-        paths = [Path(p) for p in paths or []]
-        if not paths:
-            raise UsageError("upload at least one photo")
-        if len(paths) > self.limits.max_photos:
-            raise UsageError(f"at most {self.limits.max_photos} photos, got {len(paths)}")
-        problems = []
-        for p in paths:
-            if not p.is_file():
-                problems.append(f"{p.name}: the upload is gone (remove it and upload it again)")
-                continue
-            size_mb = p.stat().st_size / 1e6
-            if size_mb > self.limits.max_upload_mb:
-                problems.append(
-                    f"{p.name}: {size_mb:.1f} MB (limit {self.limits.max_upload_mb:g} MB)"
-                )
-                continue
-            try:
-                with Image.open(p) as im:  # the header only: nothing is decoded yet
-                    w, h = im.size
-            except Exception:
-                problems.append(f"{p.name}: not an image this tool can read")
-                continue
-            if w * h > self.limits.max_pixels:
-                problems.append(
-                    f"{p.name}: {w}×{h} pixels (limit {self.limits.max_pixels / 1e6:g} megapixels)"
-                )
-        if problems:
-            for p in paths:
-                _remove(p)
-            raise UsageError("; ".join(problems))
         dest = self.session(session_id) / "uploads" / f"{time.time_ns():x}"
-        dest.mkdir(parents=True)
-        moved = []
-        for i, p in enumerate(paths):
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", p.stem)[:40] or "photo"
-            target = dest / f"{i:02d}-{stem}{p.suffix.lower()[:8] or '.img'}"
-            (shutil.move if move else shutil.copyfile)(str(p), target)
-            moved.append(target)
-        return moved
+        return bring_in(paths, dest, self.limits, move=move)
 
     def preview(
         self, session_id: str, photos: list[Path], choices: list[int | None] | None = None
@@ -255,20 +194,9 @@ class Workspace:
     ) -> tuple[list[PhotoReport], list[int]]:
         """Every photo's faces (boxed), the chosen face's warnings, and which photos look like
         someone else than the rest (indices)."""
-        from ..identity import find_outliers
+        from .photos import inspect_photos
 
-        analyzer = self.backend.analyzer
-        choices = choices or [None] * len(photos)
-        reports = []
-        for photo, choice in zip(photos, choices, strict=True):
-            reports.append(_inspect_one(analyzer, photo, choice))
-        usable = [i for i, r in enumerate(reports) if r.embedding is not None]
-        outliers: list[int] = []
-        if len(usable) > 1:
-            embs = np.stack([reports[i].embedding for i in usable])
-            found, _ = find_outliers(embs, analyzer.recognizer.same_person_threshold)
-            outliers = [usable[i] for i in found]
-        return reports, outliers
+        return inspect_photos(self.backend.analyzer, photos, choices)
 
     def create_identity(
         self,
@@ -299,12 +227,12 @@ class Workspace:
         except (SamefaceError, ValueError) as e:  # name the photos as uploaded, no server paths
             message = str(e)
             for p in photos:
-                message = message.replace(str(p), _upload_name(p))
+                message = message.replace(str(p), upload_name(p))
             raise UsageError(message) from None
         finally:
             for p in photos:
-                _remove(p)
-            _prune(self.session(session_id) / "uploads")
+                remove(p)
+            prune(self.session(session_id) / "uploads")
         return identity
 
     # -- methods ---------------------------------------------------------------------------------
@@ -536,25 +464,31 @@ class Workspace:
 
     # -- export and deletion ------------------------------------------------------------------
 
-    def export(self, session_id: str, name: str, method: str) -> Path:
-        """A zip of a person's artifact for `method` (no checkpoints, no identity data unless
-        the artifact itself carries it)."""
+    def export(self, session_id: str, name: str, method: str, *, webui: bool = False) -> Path:
+        """A zip of a person's artifact for `method`: the sameface folder (checkpoints left
+        out), or with `webui` the files AUTOMATIC1111 and ComfyUI load (`sameface export`:
+        the words and LoRA only, named after the person, with a README of where they go)."""
         from ..methods import artifact_method, get_method
 
         spec = get_method(method)
         art = self._existing(session_id, name) / spec.name
         if artifact_method(art) != spec.name:
             raise UsageError(f"{name} has no {spec.name} artifact")
-        out = self.session(session_id) / "exports" / f"{name}-{spec.name}.zip"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".zip.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in sorted(art.rglob("*")):
-                rel = f.relative_to(art)
-                if f.is_file() and not f.is_symlink() and rel.parts[0] != "checkpoints":
-                    z.write(f, f"{name}-{spec.name}/{rel}")
-        os.replace(tmp, out)
-        return out
+        exports = self.session(session_id) / "exports"
+        if not webui:
+            return zip_folder(art, exports / f"{name}-{spec.name}.zip", f"{name}-{spec.name}",
+                              skip=("checkpoints",))  # fmt: skip
+        from ..interop import export_artifact
+
+        staging = exports / f"{name}-{spec.name}-webui"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            word = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_-") or "identity"
+            done = export_artifact(art, staging, name=word)
+            (staging / "README.txt").write_text(done.usage() + "\n")
+            return zip_folder(staging, exports / f"{name}-{spec.name}-webui.zip", word)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def delete_person(self, session_id: str, name: str, also: list[Path] = ()) -> list[str]:
         """Remove everything written for a person: identity, artifacts, checkpoints, images,
@@ -565,7 +499,7 @@ class Workspace:
             raise UsageError(f"no person named {name}")
         hashes = set()
         for f in person.rglob("*.png"):
-            hashes.add(_sha256(f))
+            hashes.add(sha256(f))
         meta = person / IDENTITY / "identity.json"
         if meta.is_file():
             for p in json.loads(meta.read_text()).get("photos") or []:
@@ -579,10 +513,10 @@ class Workspace:
         for root in map(Path, also):
             candidates = [f for f in root.rglob("*") if f.is_file()] if root.is_dir() else []
             for f in candidates:
-                if f.stat().st_size < 64e6 and _sha256(f) in hashes:
+                if f.stat().st_size < 64e6 and sha256(f) in hashes:
                     f.unlink()
                     removed.append(f"cache/{f.name}")
-                    _prune(f.parent, stop=root)
+                    prune(f.parent, stop=root)
         return removed
 
     def reports(self) -> list[Path]:
@@ -595,76 +529,3 @@ class Workspace:
     def describe(self) -> dict:
         """What this workspace runs on and its limits (shown in the UI, recorded in tests)."""
         return {"backend": self.backend.label, "data_dir": str(self.root)} | asdict(self.limits)
-
-
-def _inspect_one(analyzer: Any, photo: Path, choice: int | None) -> PhotoReport:
-    from ..errors import FaceNotFoundError, ImageLoadError
-
-    name = _upload_name(photo)
-
-    def readable(message: str | None) -> str | None:  # no server paths in messages
-        return None if message is None else message.replace(str(photo), name)
-
-    try:
-        res = analyzer.analyze(str(photo), strict=False, face_policy=choice)
-    except (ImageLoadError, FaceNotFoundError, ValueError) as e:
-        blank = np.full((64, 64, 3), 230, np.uint8)
-        return PhotoReport(name, blank, 0, None, error=readable(str(e)))
-    face = res.face
-    warnings = list(face.quality.warnings) if face is not None and face.quality else []
-    return PhotoReport(
-        name,
-        _boxed(res.image, res.faces, res.chosen),
-        len(res.faces),
-        res.chosen,
-        warnings,
-        readable(res.error),
-        res.embedding,
-    )
-
-
-def _upload_name(photo: Path) -> str:
-    """The name a photo was uploaded with (`take_uploads` numbers them)."""
-    return re.sub(r"^\d\d-", "", Path(photo).name)
-
-
-def _boxed(image: np.ndarray, faces: list, chosen: int | None) -> np.ndarray:
-    """The photo with each face's box and index drawn (the chosen face green, others red)."""
-    from PIL import Image, ImageDraw
-
-    im = Image.fromarray(image)
-    draw = ImageDraw.Draw(im)
-    width = max(1, round(max(im.size) / 200))
-    for i, f in enumerate(faces):
-        colour = (40, 200, 60) if i == chosen else (220, 50, 50)
-        x0, y0, x1, y1 = (float(v) for v in f.bbox)
-        draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
-        draw.text((x0 + 2, y0 + 1), str(i), fill=colour)
-    return np.asarray(im)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        Path(path).unlink(missing_ok=True)
-
-
-def _prune(folder: Path, stop: Path | None = None) -> None:
-    """Remove empty folders from `folder` upwards (not `stop` itself), and empty children."""
-    folder = Path(folder)
-    if folder.is_dir():
-        for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            if not any(d.iterdir()):
-                d.rmdir()
-    while folder.is_dir() and folder != stop and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
-        if stop is None:
-            break

@@ -1,0 +1,45 @@
+"""File helpers of the UI: content hashes (finding copies to delete), zips, pruning."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+
+def sha256(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prune(folder: Path, stop: Path | None = None) -> None:
+    """Remove empty folders from `folder` upwards (not `stop` itself), and empty children."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(d.iterdir()):
+                d.rmdir()
+    while folder.is_dir() and folder != stop and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+        if stop is None:
+            break
+
+
+def zip_folder(folder: Path, out: Path, prefix: str, skip: tuple[str, ...] = ()) -> Path:
+    """`folder`'s files (links and top-level `skip` folders left out) zipped under `prefix/`,
+    written atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(folder.rglob("*")):
+            rel = f.relative_to(folder)
+            if f.is_file() and not f.is_symlink() and rel.parts[0] not in skip:
+                z.write(f, f"{prefix}/{rel}")
+    os.replace(tmp, out)
+    return out
