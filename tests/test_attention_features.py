@@ -26,7 +26,7 @@ class Shift(AttentionFeature):
     keys = ("shift",)
     description = "a shift"
 
-    def extra(self, name, attn, query, kwargs):
+    def extra(self, name, attn, query, kwargs, text):
         return torch.full(
             (query.shape[0], query.shape[2], query.shape[1] * query.shape[3]), kwargs["shift"]
         )

@@ -75,6 +75,11 @@ def _open(browser, url):
     page = context.new_page()
     page.goto(url, wait_until="load")
     page.locator("#photos").wait_for(timeout=WAIT_MS)
+    # The page asks the server for its session on load; a person is slower than that.
+    page.wait_for_function(
+        "document.querySelector('#session textarea, #session input')?.value.length === 32",
+        timeout=WAIT_MS,
+    )
     return context, page
 
 

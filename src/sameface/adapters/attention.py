@@ -116,8 +116,11 @@ class AttentionFeature:
     def on_probs(self, name: str, attn: Any, probs: torch.Tensor, kwargs: dict) -> None:
         """Sees the attention probabilities (B, heads, L_img, L_txt), float32."""
 
-    def extra(self, name: str, attn: Any, query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
-        """An output (B, L_img, heads · d) added to the attention before the output projection."""
+    def extra(
+        self, name: str, attn: Any, query: torch.Tensor, kwargs: dict, text: torch.Tensor
+    ) -> torch.Tensor | None:
+        """An output (B, L_img, heads · d) added to the attention before the output projection
+        (`text`: the layer's own attention output, heads merged, for features that relate to it)."""
         return None
 
 
@@ -268,8 +271,9 @@ class FeatureAttnProcessor(_LayerProcessor):
             query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
         )
         hidden_states = _merge_heads(hidden_states, batch_size, heads, head_dim).to(query.dtype)
+        text = hidden_states
         for f in active:
-            add = f.extra(self.name, attn, query, kwargs)
+            add = f.extra(self.name, attn, query, kwargs, text)
             if add is not None:
                 hidden_states = hidden_states + add
 

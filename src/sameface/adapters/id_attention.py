@@ -37,6 +37,7 @@ from .attention import (
     detach_feature,
     is_cross_attention,
 )
+from .id_modes import ORTHO_MODES, id_mass, join, pad_zero_tokens
 
 __all__ = ["ID_KWARGS", "INITS", "IDAdapter", "IDAttention", "install_id_adapter"]
 
@@ -77,8 +78,11 @@ class IDAttention(AttentionFeature):
             isinstance(scale, (int, float)) and scale == 0
         )
 
-    def extra(self, name: str, attn: Any, query: torch.Tensor, kwargs: dict) -> torch.Tensor:
-        """id_scale · Attn(Q, K_id, V_id) with heads merged: (B, L_img, heads · d)."""
+    def extra(
+        self, name: str, attn: Any, query: torch.Tensor, kwargs: dict, text: torch.Tensor
+    ) -> torch.Tensor:
+        """id_scale · Attn(Q, K_id, V_id) with heads merged, (B, L_img, heads · d), joined to
+        the text attention output as the adapter's `ortho` mode says (`adapters.id_modes`)."""
         proj = self.adapter.layers[_layer_key(name)]
         id_tokens = kwargs["id_tokens"]
         batch, heads, head_dim = query.shape[0], query.shape[1], query.shape[-1]
@@ -98,6 +102,7 @@ class IDAttention(AttentionFeature):
         id_value = _split_heads(proj.to_v_id(id_tokens).to(query.dtype), batch, heads, head_dim)
         if attn.norm_k is not None:  # qk-norm layers normalise every key they attend to
             id_key = attn.norm_k(id_key)
+        id_key, id_value = pad_zero_tokens(id_key, id_value, self.adapter.num_zero)
         out = F.scaled_dot_product_attention(
             query, id_key, id_value, attn_mask=None, dropout_p=0.0, is_causal=False
         )
@@ -105,7 +110,9 @@ class IDAttention(AttentionFeature):
         scale = self._scale(kwargs)
         if isinstance(scale, torch.Tensor) and scale.ndim > 0:
             scale = scale.to(out.dtype).view(-1, 1, 1)  # per-sample scale
-        return scale * out
+        mode = self.adapter.ortho
+        mass = id_mass(query, id_key) if mode == "v2" else None
+        return join(text, out, scale, mode, mass)
 
 
 class _IDProjections(nn.Module):
@@ -149,6 +156,11 @@ class IDAdapter(nn.Module):
         unet: a diffusers `UNet2DConditionModel` (SD1.x, SD2.x or SDXL).
         id_dim: width of the ID tokens.
         scale: default ID scale (a call's `id_scale` overrides it).
+        num_zero: zero key/value tokens appended to the ID tokens in every layer, a fixed
+            softmax sink that softens the ID (PuLID v1.1's option; 0 = none).
+        ortho: how the ID attention joins the text attention: "off" (added), "v1" / "v2"
+            (only what is orthogonal to the text output; PuLID v1.1's options,
+            `adapters.id_modes`).
         init: one of `INITS`.
         dtype: dtype of the new weights (default float32, also beside a bf16/fp16 base: the
             processor casts).
@@ -165,10 +177,17 @@ class IDAdapter(nn.Module):
         init: str = "auto",
         dtype: torch.dtype | None = None,
         freeze_base: bool = True,
+        num_zero: int = 0,
+        ortho: str = "off",
     ):
         super().__init__()
         if int(id_dim) != id_dim or id_dim < 1:
             raise ValueError(f"id_dim must be a positive integer, got {id_dim!r}")
+        if int(num_zero) != num_zero or num_zero < 0:
+            raise ValueError(f"num_zero must be an integer >= 0, got {num_zero!r}")
+        if ortho not in ORTHO_MODES:
+            raise ValueError(f"ortho must be one of {', '.join(ORTHO_MODES)}, got {ortho!r}")
+        self.num_zero, self.ortho = int(num_zero), ortho
         if init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         # Plain attribute, not a submodule: the adapter's state_dict must not include the UNet.

@@ -98,7 +98,8 @@ class IDMLPEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.mlp = _mlp(config.cond_dim, config.mlp_dim, config.num_tokens * config.output_dim)
-        self.norm_out = nn.LayerNorm(config.output_dim)  # token scale comparable to text tokens
+        # token scale comparable to text tokens (PuLID's released encoders have no such norm)
+        self.norm_out = nn.LayerNorm(config.output_dim) if config.out_norm else nn.Identity()
 
     def forward(
         self,
@@ -195,8 +196,9 @@ class IDFormer(nn.Module):
             )
             for _ in range(c.num_vit_layers)
         )
-        self.proj_out = nn.Linear(c.dim, c.output_dim)
-        self.norm_out = nn.LayerNorm(c.output_dim)  # token scale comparable to text tokens
+        self.proj_out = nn.Linear(c.dim, c.output_dim, bias=c.proj_bias)
+        # token scale comparable to text tokens (PuLID's released IDFormer has no such norm)
+        self.norm_out = nn.LayerNorm(c.output_dim) if c.out_norm else nn.Identity()
 
     def _vit_tokens(self, hidden: torch.Tensor, batch: int, photos: int) -> torch.Tensor:
         """(B, L, D) or (B, P, L, D) -> (B, L', D): photos concatenated or averaged."""

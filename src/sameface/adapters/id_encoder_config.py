@@ -101,6 +101,9 @@ class IDEncoderConfig:
         normalize_clip: L2-normalise the CLIP embedding first (PuLID does).
         normalize_id: L2-normalise the face-recognition embedding first (PuLID feeds the raw
             antelopev2 embedding).
+        proj_bias: the output projection has a bias (ours; PuLID's released IDFormer: none).
+        out_norm: a LayerNorm on the output tokens (ours, so token scales match text tokens
+            from the start of training; PuLID's release: none).
     """
 
     kind: str = "idformer"
@@ -120,6 +123,8 @@ class IDEncoderConfig:
     multi_photo: str = "concat"
     normalize_clip: bool = True
     normalize_id: bool = False
+    proj_bias: bool = True
+    out_norm: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ENCODER_KINDS:

@@ -3,7 +3,7 @@
 Every expected failure (bad image, no face, missing model) prints one line on stderr and
 exits non-zero; tracebacks appear only for real bugs, and only with --debug. Each module
 here adds its sub-commands: `faces` (inspect, identity), `methods` (personalize,
-generate), `export` (to A1111 / ComfyUI), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods),
+generate), `interop` (export to A1111 / ComfyUI, import released weights), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods),
 `world` (the proving ground), `demo` (a one-command tour in that world), `ui` (the web UI).
 """
 
@@ -19,7 +19,7 @@ from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, celebs, data, demo, export, faces, methods, train, ui, world
+    from . import bench, celebs, data, demo, faces, interop, methods, train, ui, world
 
     parser = argparse.ArgumentParser(
         prog="sameface",
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faces.add_parsers(sub, common)
     methods.add_parsers(sub, common)
-    export.add_parsers(sub, common)
+    interop.add_parsers(sub, common)
     celebs.add_parsers(sub, common)
     bench.add_parsers(sub, common)
     data.add_parsers(sub, common)

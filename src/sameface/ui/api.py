@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import SamefaceError
+from .files import gradio_cache
 
 _ERRORS = (SamefaceError, ValueError, OSError, KeyError)
 
@@ -28,10 +29,8 @@ def _served(path) -> str:
     import shutil
     from pathlib import Path
 
-    from gradio.utils import get_upload_folder
-
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    target = Path(get_upload_folder()) / digest / Path(path).name
+    target = Path(gradio_cache()) / digest / Path(path).name
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         shutil.copyfile(path, target)
@@ -107,9 +106,7 @@ def add_api(workspace: Any, model: dict) -> None:
     def delete_person(session: str, name: str) -> int:
         """Delete a person and everything written for them; returns the files removed."""
         with _readable():
-            from .app import _cache_dir
-
-            return len(workspace.delete_person(session, name, also=[_cache_dir()]))
+            return len(workspace.delete_person(session, name, also=[gradio_cache()]))
 
     def cancel(session: str) -> str:
         """Stop the session's running personalisation after its current step (checkpoint

@@ -27,6 +27,7 @@ def build_app(workspace: Any) -> Any:
 
     from ..methods import get_method
     from .api import add_api
+    from .files import gradio_cache
     from .forms import form_fields
 
     backend = workspace.backend
@@ -425,7 +426,7 @@ def build_app(workspace: Any) -> Any:
                     raise ValueError("choose a person")
                 if not sure:
                     raise ValueError("tick the box to confirm: deletion cannot be undone")
-                removed = workspace.delete_person(token, who, also=[_cache_dir()])
+                removed = workspace.delete_person(token, who, also=[gradio_cache()])
             except _MESSAGE_ERRORS as e:
                 return _fail(e), *_keep(5)
             note = f"Deleted **{who}**: {len(removed)} file(s) removed."
@@ -512,10 +513,3 @@ def _photo_lines(found: list, outliers: list[int]) -> str:
             line += " — **looks like someone else than the other photos**"
         lines.append(line)
     return "\n".join(lines)
-
-
-def _cache_dir() -> str:
-    """gradio's file cache (where it copies uploads and served images)."""
-    from gradio.utils import get_upload_folder
-
-    return get_upload_folder()

@@ -43,3 +43,10 @@ def zip_folder(folder: Path, out: Path, prefix: str, skip: tuple[str, ...] = ())
                 z.write(f, f"{prefix}/{rel}")
     os.replace(tmp, out)
     return out
+
+
+def gradio_cache() -> str:
+    """gradio's file cache (where it keeps uploads and the copies of files it serves)."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()

@@ -104,6 +104,8 @@ class Workspace:
 
     def session(self, session_id: str) -> Path:
         """The session's folder (made on first use)."""
+        if session_id == "":
+            raise UsageError("the page is still loading (no session yet): try again in a moment")
         if not isinstance(session_id, str) or not _SESSION.match(session_id):
             raise UsageError("not a valid session")
         folder = self.root / "sessions" / session_id

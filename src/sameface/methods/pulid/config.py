@@ -56,6 +56,10 @@ class PuLIDConfig(IDEncoderSettings):
             with; "untrained" uses a freshly initialised model (tests and smoke runs only).
         id_scale: weight of the ID attention in training (1.0).
         inference_id_scale: default weight at generation (PuLID's demo: 0.8).
+        num_zero: zero tokens appended to the ID tokens in every ID attention, a fixed
+            softmax sink that softens the identity (PuLID v1.1's demo: 20; 0 = none).
+        ortho: how the ID attention joins the text attention: "off" (added, the paper),
+            "v1" or "v2" (only what is orthogonal to the text output; PuLID v1.1's demo: v2).
 
     Training (read by `train.py`; the seed gives the stages and losses, not the numbers):
 
@@ -96,6 +100,8 @@ class PuLIDConfig(IDEncoderSettings):
     adapter: str | None = None
     id_scale: float = 1.0
     inference_id_scale: float = 0.8
+    num_zero: int = 0
+    ortho: str = "off"
     stage: int = 1
     steps: int = 10000
     learning_rate: float = 1e-4
@@ -117,6 +123,8 @@ class PuLIDConfig(IDEncoderSettings):
     log_every: int = 10
 
     def __post_init__(self) -> None:
+        if self.ortho is False:  # YAML reads a bare `off` as false
+            self.ortho = "off"
         errors = _type_errors(self)
         if errors:
             raise ValueError("invalid PuLIDConfig: " + "; ".join(errors))
@@ -160,6 +168,10 @@ class PuLIDConfig(IDEncoderSettings):
             errors.append("adapter must be a folder path, 'untrained' or unset")
         if not self.id_scale >= 0 or not self.inference_id_scale >= 0:
             errors.append("id_scale and inference_id_scale must be >= 0")
+        if self.num_zero < 0:
+            errors.append(f"num_zero must be >= 0, got {self.num_zero}")
+        if self.ortho not in ("off", "v1", "v2"):
+            errors.append(f"ortho must be off, v1 or v2, got {self.ortho!r}")
         if not self.learning_rate > 0:
             errors.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
@@ -199,6 +211,7 @@ class PuLIDConfig(IDEncoderSettings):
 
 
 _INTS = (
+    "num_zero",
     "num_tokens",
     "num_id_tokens",
     "encoder_dim",
@@ -226,6 +239,7 @@ _FLOATS = (
     "lambda_align_layout",
 )
 _STRS = (
+    "ortho",
     "encoder",
     "multi_photo",
     "recognizer",

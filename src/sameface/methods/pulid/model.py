@@ -108,7 +108,14 @@ class PuLIDModel(nn.Module):
         with torch.random.fork_rng(devices=[]):  # same seed, same init; caller's RNG untouched
             torch.manual_seed(config.seed)
             encoder = build_id_encoder(encoder_config)
-            adapter = IDAdapter(base.unet, cross, scale=config.id_scale, init=config.adapter_init)
+            adapter = IDAdapter(
+                base.unet,
+                cross,
+                scale=config.id_scale,
+                init=config.adapter_init,
+                num_zero=config.num_zero,
+                ortho=config.ortho,
+            )
         self.encoder = encoder.to(base.device)
         self.adapter = adapter.install()
 
@@ -437,6 +444,13 @@ class PuLIDModel(nn.Module):
             vision = ClipVision.load(vision, device=base.device, local_files_only=local_files_only)
         if vision is not None:
             rec = meta.get("clip_vision") or {}
+            if rec.get("exact") and vision.name != rec.get("name"):
+                # e.g. an imported release on EVA02-CLIP: OpenAI's ViT-L/14-336 has the same
+                # shapes and would give wrong features without a word.
+                raise ArtifactError(
+                    f"{folder}: this PuLID model needs the vision tower {rec.get('name')}, not "
+                    f"{vision.name}"
+                )
             problems = [
                 f"{k} {getattr(vision, k)} (trained with {rec.get(k, getattr(enc_cfg, k, None))})"
                 for k in ("clip_dim", "vit_dim", "seq_len")

@@ -1,0 +1,63 @@
+"""`sameface export` (a personalised identity as the files A1111 and ComfyUI load) and
+`sameface import` (released weights as sameface folders)."""
+
+from __future__ import annotations
+
+
+def cmd_export(args) -> int:
+    from ..interop import export_artifact
+
+    done = export_artifact(args.identity, args.out, name=args.name, overwrite=args.force)
+    for path in [*done.embeddings, *done.loras]:
+        print(path)
+    print(done.usage())
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a personalised identity as AUTOMATIC1111 / ComfyUI embedding (and LoRA) files",
+        description="Write the learned words of a personalised identity (textual inversion, "
+        "DreamIdentity, MagiCapture), and MagiCapture's LoRA, as the files A1111 and ComfyUI "
+        "load: OUT/embeddings/NAME.safetensors (+ OUT/loras/NAME.safetensors). Both tools call "
+        "an embedding by its file name, so NAME is the word in their prompts. Nothing of the "
+        "identity's photos or face embeddings is written.",
+    )
+    p.add_argument("identity", metavar="DIR", help="the `sameface personalize` output folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
+    p.add_argument(
+        "--name",
+        help="the word in the tools' prompts and the file name (default: the folder's name)",
+    )
+    p.add_argument("--force", action="store_true", help="replace files of the same names")
+    p.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser(
+        "import",
+        parents=[common],
+        help="released weights as a sameface folder (PuLID v1.1)",
+        description="Convert released weights into a sameface trained folder, every tensor "
+        "mapped once and checked. `import pulid FILE`: PuLID v1.1 for SDXL "
+        "(pulid_v1.1.safetensors) -> a PuLID folder for `--adapter` (its conditions, EVA02-CLIP "
+        "and the raw antelopev2 embedding, are recorded in pulid.json; see docs/interop.md).",
+    )
+    what = imp.add_subparsers(dest="what", metavar="WHAT", required=True)
+    pulid = what.add_parser("pulid", parents=[common], help="pulid_v1.1.safetensors (SDXL)")
+    pulid.add_argument("file", metavar="FILE", help="the released pulid_v1.1.safetensors")
+    pulid.add_argument("--out", required=True, metavar="DIR", help="the PuLID folder to write")
+    pulid.add_argument(
+        "--base",
+        default=None,
+        help="the SDXL base model the folder records (default: SDXL base 1.0)",
+    )
+    pulid.set_defaults(func=cmd_import_pulid)
+
+
+def cmd_import_pulid(args) -> int:
+    from ..interop.pulid import SDXL_BASE, import_pulid
+
+    folder = import_pulid(args.file, args.out, base=args.base or SDXL_BASE)
+    print(f"PuLID v1.1 imported into {folder}")
+    return 0
