@@ -62,3 +62,40 @@ def test_the_mass_on_the_first_five_id_tokens():
     q = torch.ones(1, 1, 1, 1) * 10
     k = torch.tensor([[[[1.0]] * 5 + [[-1.0]] * 3]])  # the first five win
     assert id_mass(q, k).item() > 0.99
+
+
+def test_a_pulid_folders_attention_options_reach_generation(tmp_path):
+    """The options a PuLID folder records (e.g. an imported release's num_zero 20, ortho v2)
+    are the ones its pipeline generates with, and they change the image."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from sameface.demo import load_world
+    from sameface.identity import Identity
+    from sameface.methods import get_method
+
+    world = load_world()
+    spec = get_method("pulid")
+    photos = next(iter(world.reference_people().values()))
+    identity = Identity.from_images(photos[:1], analyzer=world.analyzer(), square_expand=None,
+                                    square_size=world.image_size)  # fmt: skip
+    images = {}
+    (tmp_path / "clip").symlink_to(world.folder / "clip")  # the folder names its CLIP as ../clip
+    for mode in ("off", "v1"):
+        adapter = tmp_path / f"adapter-{mode}"
+        shutil.copytree(world.folder / "pulid", adapter)
+        meta = json.loads((adapter / "pulid.json").read_text())
+        meta["config"] |= {"ortho": mode, "num_zero": 0 if mode == "off" else 3}
+        (adapter / "pulid.json").write_text(json.dumps(meta))
+        settings = spec.world.settings(world, adapter) | {"adapter": str(adapter)}
+        art = tmp_path / f"art-{mode}"
+        spec.personalize(identity, world.base, spec.config_cls(**settings), art,
+                         base_spec=str(world.folder / "base"), progress=False)  # fmt: skip
+        with spec.pipeline_cls.from_artifact(art, world.base) as pipe:
+            assert (pipe.adapter.ortho, pipe.adapter.num_zero) == (mode, 0 if mode == "off" else 3)
+            out = pipe("a photo of <id>", num_inference_steps=3, output_type="np",
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+            images[mode] = np.asarray(out.images[0])
+    assert not np.allclose(images["off"], images["v1"])

@@ -76,3 +76,31 @@ def test_api_errors_are_one_readable_line(server):
     with pytest.raises(AppError, match="not a valid session"):
         client.predict("../../etc", api_name="/people")
     assert client.predict(SESSION, api_name="/cancel") == "nothing is running"
+
+
+def test_a_client_cannot_name_the_servers_files(server, tmp_path):
+    """The API takes uploads by path; a raw client naming another server file gets a refusal,
+    and the file stays where it is."""
+    import json
+    import shutil
+
+    import httpx
+
+    url, _ = server
+    precious = tmp_path / "precious.png"
+    shutil.copy(next(iter(world_people().values()))[0], precious)
+    photo = {"path": str(precious), "meta": {"_type": "gradio.FileData"}}
+    for files in ([photo], [{"path": str(precious)}]):
+        start = httpx.post(
+            f"{url}/gradio_api/call/create_identity",
+            json={"data": [SESSION, "eve", files, None]},
+        )
+        if start.status_code != 200:  # refused before the handler
+            continue
+        event = start.json()["event_id"]
+        stream = httpx.get(f"{url}/gradio_api/call/create_identity/{event}", timeout=60).text
+        assert "event: error" in stream
+        assert str(precious.parent) not in json.dumps(stream)  # no server paths echoed back
+    assert precious.is_file()
+    client = Client(url, verbose=False)
+    assert client.predict(SESSION, api_name="/people") == []

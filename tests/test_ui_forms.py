@@ -63,3 +63,30 @@ def test_every_problem_is_named_not_raised():
     ]
     config, problems = parse_settings("textual-inversion", cls, {"steps": -3})
     assert config is None and len(problems) == 1 and "steps" in problems[0]
+
+
+def test_a_client_chooses_no_file_or_model_on_the_server():
+    cls = get_method("magicapture").config_cls
+    config, problems = parse_settings("magicapture", cls, {"style_reference": "/etc/passwd"})
+    assert config is None and "not chosen from the UI" in problems[0]
+    pulid = get_method("pulid").config_cls
+    _, problems = parse_settings("pulid", pulid, {"adapter": "/some/folder", "world": "w"})
+    assert problems == [
+        "adapter: set by the server, not by the form",
+        "world: set by the server, not by the form",
+    ]
+    # what the form showed (the server's own default) is fine
+    config, problems = parse_settings("pulid", pulid, {"clip_vision": pulid().clip_vision})
+    assert problems == [] and config.clip_vision == pulid().clip_vision
+    _, problems = parse_settings("pulid", pulid, {"clip_vision": "someone/else"})
+    assert "not chosen from the UI" in problems[0]
+
+
+def test_words_stay_words():
+    """`off` is a word here, not YAML's false (`reparam_base: off`, `ortho: off`)."""
+    ti = get_method("textual-inversion").config_cls
+    config, problems = parse_settings("textual-inversion", ti, {"reparam_base": "off"})
+    assert problems == [] and config.reparam_base is None
+    pulid = get_method("pulid").config_cls
+    config, problems = parse_settings("pulid", pulid, {"ortho": "off", "num_zero": 20})
+    assert problems == [] and config.ortho == "off" and config.num_zero == 20

@@ -17,6 +17,9 @@ def test_loopback_needs_nothing_and_other_addresses_need_a_flag():
     assert "WITHOUT authentication" in warning
     warning = check_host(ServeOptions(host="10.0.0.2", allow_remote=True, auth_file="f"))
     assert "with basic auth" in warning
+    with pytest.raises(UsageError, match="--share opens a public link"):
+        check_host(ServeOptions(share=True))
+    assert "public share link" in check_host(ServeOptions(share=True, allow_remote=True))
 
 
 def test_auth_files(tmp_path):

@@ -208,9 +208,10 @@ def test_generate_export_and_delete_everything(ada, tmp_path):
     cache = tmp_path / "cache"  # copies of the images and photos elsewhere (a server's cache)
     (cache / "x").mkdir(parents=True)
     shutil.copy(made[0].path, cache / "x" / "copy.png")
+    shutil.copy(zipped, cache / "x" / "served.zip")  # the download's served copy
     (cache / "other.txt").write_text("keep")
     removed = ada.delete_person(SESSION, "ada", also=[cache])
-    assert "cache/copy.png" in removed
+    assert "cache/copy.png" in removed and "cache/served.zip" in removed
     session = ada.session(SESSION)
     assert [p for p in session.rglob("*") if p.is_file()] == []
     assert (cache / "other.txt").exists() and not (cache / "x").exists()
@@ -223,8 +224,33 @@ def test_reports_are_found_newest_first(tmp_path, backend):
     for name in ("old", "new"):
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "report.html").write_text("<html></html>")
+    import os
+
+    os.utime(tmp_path / "runs" / "old" / "report.html", (1, 1))
     ws = Workspace(tmp_path / "data", backend, reports_dirs=[tmp_path / "runs"])
-    assert {p.parent.name for p in ws.reports()} == {"old", "new"}
+    assert [p.parent.name for p in ws.reports()] == ["new", "old"]
+    with pytest.raises(UsageError, match="no such folder"):
+        Workspace(tmp_path / "data", backend, reports_dirs=[tmp_path / "missing"])
+
+
+def test_uploads_come_only_from_the_servers_upload_folder(tmp_path, backend, person_photos):
+    """A client names uploads by path: one outside the upload folder is refused, untouched."""
+    from sameface.ui.workspace import Workspace
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    ws = Workspace(tmp_path / "data", backend, upload_root=cache)
+    precious = Path(shutil.copy(person_photos[0], tmp_path / "precious.png"))
+    with pytest.raises(UsageError, match="not an upload of this server"):
+        ws.take_uploads(SESSION, [precious])
+    link = cache / "link.png"
+    link.symlink_to(precious)
+    with pytest.raises(UsageError, match="not an upload of this server"):
+        ws.take_uploads(SESSION, [link])
+    assert precious.is_file()  # neither moved nor removed
+    ok = Path(shutil.copy(person_photos[0], cache / "up.png"))
+    (moved,) = ws.take_uploads(SESSION, [ok])
+    assert moved.is_file() and not ok.exists()
 
 
 def test_a_real_model_artifact_downloads_as_webui_files(ada):

@@ -6,6 +6,9 @@ over ID tokens, added to the text attention before the output projection:
     out = Attn(Q, K_txt, V_txt) + id_scale · Attn(Q, K_id, V_id),
     K_id = to_k_id(id_tokens),  V_id = to_v_id(id_tokens)
 
+(by default; PuLID v1.1's `num_zero` and `ortho` options change how the two join:
+`sameface.adapters.id_modes`).
+
 `to_k_id` / `to_v_id` are the only new weights; they live in an `IDAdapter`, whose
 `state_dict()` is the adapter checkpoint. The branch is an attention feature
 (`sameface.adapters.attention`): installing puts it beside whatever other features the UNet

@@ -94,7 +94,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument(
         "--share",
         action="store_true",
-        help="also open a public gradio share link (off by default; needs the internet)",
+        help="also open a public gradio share link (off by default; needs the internet and --allow-remote)",
     )
     add_device_options(p)
     p.set_defaults(func=cmd_ui)

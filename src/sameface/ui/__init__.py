@@ -33,7 +33,7 @@ def serve_ui(
 
     options = options or ServeOptions()
     check_host(options)  # refuse a bad address before anything loads
-    prepare_environment(data_dir)
+    cache = prepare_environment(data_dir)
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -47,6 +47,6 @@ def serve_ui(
     from .workspace import Workspace
 
     backend = Backend(world=world, base=base, adapters=adapters, device=device, dtype=dtype)
-    workspace = Workspace(data_dir, backend, limits, reports_dirs=reports)
+    workspace = Workspace(data_dir, backend, limits, reports_dirs=reports, upload_root=cache)
     app = build_app(workspace)
     return app, launch(app, workspace, options, block=block)

@@ -8,33 +8,19 @@ from typing import Any
 import gradio as gr
 
 from ..errors import SamefaceError
-from .files import gradio_cache
+from .files import gradio_cache, served_copy
 
 _ERRORS = (SamefaceError, ValueError, OSError, KeyError)
 
 
 @contextlib.contextmanager
-def _readable():
-    """Expected failures reach the client as one line (`gr.Error`), not a traceback."""
+def _readable(root: Any):
+    """Expected failures reach the client as one line (`gr.Error`), not a traceback, with the
+    server's data folder left out."""
     try:
         yield
     except _ERRORS as e:
-        raise gr.Error(str(e)) from None
-
-
-def _served(path) -> str:
-    """A copy of a session's file in gradio's file cache, which the server may serve (the
-    session folders are not served; deleting a person removes these copies too)."""
-    import hashlib
-    import shutil
-    from pathlib import Path
-
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    target = Path(gradio_cache()) / digest / Path(path).name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        shutil.copyfile(path, target)
-    return str(target)
+        raise gr.Error(str(e).replace(str(root), "(data)")) from None
 
 
 def add_api(workspace: Any, model: dict) -> None:
@@ -45,15 +31,20 @@ def add_api(workspace: Any, model: dict) -> None:
         session: str, name: str, photos: list[gr.FileData], faces: list[int] | None = None
     ) -> dict:
         """Build and save a person's identity from photos; returns what was found."""
-        with _readable():
+        with _readable(workspace.root):
+            workspace.new_person(session, name)  # a bad name costs no upload
+            if faces and len(faces) != len(photos):
+                raise ValueError(f"{len(faces)} face numbers for {len(photos)} photo(s)")
             moved = workspace.take_uploads(session, [p["path"] for p in photos])
-            reports, outliers = workspace.inspect(moved, faces or None)
-            bad = [f"{r.name}: {r.error}" for r in reports if r.error]
-            if bad:
+            try:
+                reports, _ = workspace.inspect(moved, faces or None)
+                bad = [f"{r.name}: {r.error}" for r in reports if r.error]
+                if bad:
+                    raise ValueError("; ".join(bad))
+                identity = workspace.create_identity(session, name, moved, faces or None)
+            finally:  # the identity keeps crops and embeddings, never the photos
                 for p in moved:
                     p.unlink(missing_ok=True)
-                raise ValueError("; ".join(bad))
-            identity = workspace.create_identity(session, name, moved, faces or None)
             return {
                 "name": name,
                 "photos": identity.num_photos,
@@ -65,7 +56,7 @@ def add_api(workspace: Any, model: dict) -> None:
         session: str, name: str, method: str, settings: dict | None = None, adapter: str = ""
     ) -> str:
         """Personalise a saved person with a method (settings: the method's config fields)."""
-        with _readable():
+        with _readable(workspace.root):
             workspace.personalize(session, name, method, settings or {}, adapter=adapter or None)
             return f"{name} is personalised with {method}"
 
@@ -83,7 +74,7 @@ def add_api(workspace: Any, model: dict) -> None:
     ) -> list[gr.FileData]:
         """Images of a personalised person, one per prompt and seed (each image's settings are
         beside it on the server, and in the page's gallery)."""
-        with _readable():
+        with _readable(workspace.root):
             made = workspace.generate(
                 session,
                 name,
@@ -96,16 +87,16 @@ def add_api(workspace: Any, model: dict) -> None:
                 options=options or {},
                 without_person=without_person,
             )
-            return [gr.FileData(path=_served(g.path), orig_name=g.path.name) for g in made]
+            return [gr.FileData(path=served_copy(g.path), orig_name=g.path.name) for g in made]
 
     def people(session: str) -> list[dict]:
         """The session's people and the methods each is personalised with."""
-        with _readable():
+        with _readable(workspace.root):
             return workspace.people(session)
 
     def delete_person(session: str, name: str) -> int:
         """Delete a person and everything written for them; returns the files removed."""
-        with _readable():
+        with _readable(workspace.root):
             return len(workspace.delete_person(session, name, also=[gradio_cache()]))
 
     def cancel(session: str) -> str:

@@ -27,7 +27,7 @@ def build_app(workspace: Any) -> Any:
 
     from ..methods import get_method
     from .api import add_api
-    from .files import gradio_cache
+    from .files import gradio_cache, served_copy
     from .forms import form_fields
 
     backend = workspace.backend
@@ -63,7 +63,10 @@ def build_app(workspace: Any) -> Any:
             f"# sameface\nPersonalise a text-to-image model with a person's photos. "
             f"Running on {backend.label}."
         )
-        browser = gr.BrowserState(None, storage_key="sameface-session")
+        # The key to the browser's stored session survives restarts (kept in the data dir).
+        browser = gr.BrowserState(
+            None, storage_key="sameface-session", secret=workspace.browser_secret()
+        )
         session = gr.Textbox(visible="hidden", elem_id="session")  # in the page, not shown
 
         # -- photos -> identity ---------------------------------------------------------------
@@ -225,7 +228,7 @@ def build_app(workspace: Any) -> Any:
                 found, outliers, shown = workspace.preview(
                     token, copies, _choices(face_text, len(copies))
                 )
-                gallery_ = [(str(p), r.name) for p, r in zip(shown, found, strict=True)]
+                gallery_ = [(served_copy(p), r.name) for p, r in zip(shown, found, strict=True)]
                 return gr.update(), gallery_, _photo_lines(found, outliers)
             except _MESSAGE_ERRORS as e:
                 return gr.update(), [], _fail(e)
@@ -374,7 +377,7 @@ def build_app(workspace: Any) -> Any:
                 )
             except _MESSAGE_ERRORS as e:
                 return gr.update(), gr.update(), _fail(e)
-            shown = [(str(g.path), g.caption) for g in images]
+            shown = [(served_copy(g.path), g.caption) for g in images]
             return shown, [g.settings for g in images], f"{len(images)} image(s)."
 
         generate.click(
@@ -409,7 +412,7 @@ def build_app(workspace: Any) -> Any:
                 webui_files = kind != "sameface artifact"
                 path = workspace.export(token, who, m, webui=webui_files)
                 what = f"{m}, A1111 / ComfyUI files" if webui_files else m
-                return str(path), f"Artifact of {who} ({what})."
+                return served_copy(path), f"Artifact of {who} ({what})."
             except _MESSAGE_ERRORS as e:
                 return None, _fail(e)
 
@@ -418,6 +421,7 @@ def build_app(workspace: Any) -> Any:
             inputs=[session, i_person, i_method, webui],
             outputs=[download, i_status],
             api_visibility="private",
+            **model,  # not while an artifact is written or deleted
         )
 
         def delete_everything(token, who, sure):

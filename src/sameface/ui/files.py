@@ -50,3 +50,31 @@ def gradio_cache() -> str:
     from gradio.utils import get_upload_folder
 
     return get_upload_folder()
+
+
+def purge_copies(roots: list[Path], hashes: set[str], max_bytes: float = 256e6) -> list[Path]:
+    """Remove every file under `roots` whose content hash is in `hashes` (and the folders that
+    leaves empty). Returns the removed files."""
+    removed = []
+    for root in map(Path, roots):
+        files = [f for f in root.rglob("*") if f.is_file()] if root.is_dir() else []
+        for f in files:
+            if not f.is_symlink() and f.stat().st_size < max_bytes and sha256(f) in hashes:
+                f.unlink()
+                removed.append(f)
+                prune(f.parent, stop=root)
+    return removed
+
+
+def served_copy(path: Path) -> str:
+    """A copy of a session's file in gradio's cache, which the server may serve whatever the
+    data dir (the session folders are never served); named by content, so deleting a person
+    finds it."""
+    import shutil
+
+    digest = sha256(path)
+    target = Path(gradio_cache()) / digest / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        shutil.copyfile(path, target)
+    return str(target)

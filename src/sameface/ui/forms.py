@@ -83,10 +83,10 @@ def parse_settings(
     """The config from a form's values, or (None, messages): each problem names its field.
 
     `defaults` (the model's, e.g. the world's settings and trained adapter) apply under the
-    form's values, as the form showed them.
+    form's values, as the form showed them. A client chooses no file or model on the server:
+    the settings the UI fills itself are refused, and so is a text setting that names a path
+    other than the one the form showed (start the UI with it, or use the command line).
     """
-    import yaml
-
     from ..errors import SamefaceError
     from ..methods.config_fields import config_fields, config_from_values
 
@@ -95,27 +95,43 @@ def parse_settings(
     problems = []
     for name, given in raw.items():
         f = fields.get(name)
-        if f is None:
-            problems.append(f"{name}: not a setting of {method}")
+        if f is None or name in UI_SUPPLIED:
+            problems.append(
+                f"{name}: not a setting of {method}"
+                if f is None
+                else f"{name}: set by the server, not by the form"
+            )
             continue
         try:
             value = _parse(f, given)
         except ValueError as e:
             problems.append(f"{name}: {e}")
             continue
+        shown = (defaults or {}).get(name, f.default)
+        if isinstance(value, str) and value != shown and _names_a_path(value):
+            problems.append(
+                f"{name}: files and models on the server are not chosen from the UI (start "
+                "the UI with them, or use the command line)"
+            )
+            continue
         values[name] = value
     if problems:
         return None, problems
     try:
         return config_from_values(config_cls, method, values), []
-    except (SamefaceError, yaml.YAMLError) as e:
+    except SamefaceError as e:
         return None, [str(e)]
+
+
+def _names_a_path(text: str) -> bool:
+    """Whether a setting's text names a file, folder or model (a path or a hub id)."""
+    import os
+
+    return any(c in text for c in "/\\") or text.startswith(("~", ".")) or os.path.exists(text)
 
 
 def _parse(f: Any, given: Any) -> Any:
     """One widget's value as the field's type (None for an empty optional field)."""
-    import yaml
-
     if f.kind == "bool" and not f.optional:
         return bool(given)
     if isinstance(given, (int, float)) and not isinstance(given, bool):
@@ -135,11 +151,8 @@ def _parse(f: Any, given: Any) -> Any:
         sep = "\n" if f.item == "str" else ","
         items = [t.strip() for t in text.split(sep) if t.strip()]
         return tuple(_scalar(t, f.item) for t in items)
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    return _scalar(value, f.kind)
+    # Words stay words ("off", "e", "v2"): YAML would read `off` as a boolean.
+    return _scalar(text, f.kind)
 
 
 def _scalar(value: Any, kind: str | None) -> Any:

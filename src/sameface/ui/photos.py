@@ -41,11 +41,22 @@ class PhotoReport:
 
 
 def bring_in(
-    paths: list[str | os.PathLike], dest: Path, limits: Any, *, move: bool = True
+    paths: list[str | os.PathLike],
+    dest: Path,
+    limits: Any,
+    *,
+    move: bool = True,
+    root: Path | None = None,
 ) -> list[Path]:
     """Check uploads against `limits` (count, size, pixels from the header) and move or copy
     them into `dest`, numbered, with their names kept; refused uploads are removed and every
-    problem named in one `UsageError`."""
+    problem named in one `UsageError`.
+
+    Args:
+        root: where the server keeps uploads (gradio's cache). Given, a path that is not a
+            plain file inside it is refused and left alone: a client names uploads by path,
+            and must not name the server's other files.
+    """
     from PIL import Image
 
     paths = [Path(p) for p in paths or []]
@@ -53,6 +64,14 @@ def bring_in(
         raise UsageError("upload at least one photo")
     if len(paths) > limits.max_photos:
         raise UsageError(f"at most {limits.max_photos} photos, got {len(paths)}")
+    if root is not None:
+        inside = Path(root).resolve()
+        foreign = [
+            p for p in paths
+            if p.is_symlink() or inside not in p.resolve().parents or not p.is_file()
+        ]  # fmt: skip
+        if foreign:
+            raise UsageError(f"{foreign[0].name}: not an upload of this server (upload it again)")
     problems = []
     for p in paths:
         if not p.is_file():

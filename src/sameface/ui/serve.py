@@ -71,7 +71,12 @@ def read_auth(path: str | os.PathLike | None) -> list[tuple[str, str]] | None:
 
 def check_host(options: ServeOptions) -> str | None:
     """Refuse a non-loopback address without `allow_remote`; the warning to print otherwise."""
-    if options.host in LOOPBACK:
+    if options.share and not options.allow_remote:
+        raise UsageError(
+            "--share opens a public link to the UI; pass --allow-remote to do so on purpose "
+            "(and consider --auth-file)"
+        )
+    if options.host in LOOPBACK and not options.share:
         return None
     if not options.allow_remote:
         raise UsageError(
@@ -79,8 +84,9 @@ def check_host(options: ServeOptions) -> str | None:
             "so on purpose (and consider --auth-file)"
         )
     auth = "with basic auth" if options.auth_file else "WITHOUT authentication"
+    where = "on a public share link" if options.share else f"on {options.host}"
     return (
-        f"warning: serving on {options.host}, reachable from other machines, {auth}; "
+        f"warning: serving {where}, reachable from other machines, {auth}; "
         "uploaded photos are biometric data"
     )
 

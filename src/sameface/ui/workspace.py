@@ -10,7 +10,7 @@ The calls are the public API's (`Identity`, the method registry, the pipelines'
     DATA/sessions/<session>/people/<name>/<method>/  the method's artifact (and checkpoints)
     DATA/sessions/<session>/people/<name>/images/    generated images, each with its settings
     DATA/sessions/<session>/people/<name>/previews/  its photos with faces boxed
-    DATA/sessions/<session>/exports/                 zipped artifacts for download
+    DATA/sessions/<session>/exports/<name>/          zipped artifacts for download
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamefaceError, TrainingError, UsageError
-from .files import prune, sha256, zip_folder
+from .files import prune, purge_copies, sha256, zip_folder
 from .photos import PhotoReport, remove, upload_name
 
 PEOPLE = "people"
@@ -81,6 +81,9 @@ class Workspace:
         backend: the model the sessions share.
         limits: request bounds.
         reports_dirs: folders searched for bench reports (`report.html`).
+        upload_root: where the server receives uploads (gradio's cache): uploads are taken
+            from there only, and copies of a person's files there go with the person. None
+            (library use): any path the caller gives.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class Workspace:
         backend: Any,
         limits: Limits | None = None,
         reports_dirs: list[str | os.PathLike] | None = None,
+        upload_root: str | os.PathLike | None = None,
     ) -> None:
         self.root = Path(data_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -98,9 +102,23 @@ class Workspace:
         for d in self.reports_dirs:
             if not d.is_dir():
                 raise UsageError(f"--reports {d}: no such folder")
+        self.upload_root = Path(upload_root).resolve() if upload_root else None
         self._running: dict[str, Any] = {}  # session -> its training's StepWatcher
 
     # -- folders -------------------------------------------------------------------------------
+
+    def browser_secret(self) -> str:
+        """The key browsers' stored session tokens are encrypted with: made once, kept in the
+        data dir (readable by its owner only), so a restarted server knows its browsers."""
+        import secrets
+
+        from ..fileio import write_text_atomic
+
+        path = self.root / "browser-secret"
+        if not path.is_file():
+            write_text_atomic(path, secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def session(self, session_id: str) -> Path:
         """The session's folder (made on first use)."""
@@ -171,7 +189,7 @@ class Workspace:
         from .photos import bring_in
 
         dest = self.session(session_id) / "uploads" / f"{time.time_ns():x}"
-        return bring_in(paths, dest, self.limits, move=move)
+        return bring_in(paths, dest, self.limits, move=move, root=self.upload_root)
 
     def preview(
         self, session_id: str, photos: list[Path], choices: list[int | None] | None = None
@@ -187,6 +205,8 @@ class Workspace:
 
         reports, outliers = self.inspect(photos, choices)
         folder = self.session(session_id) / PREVIEWS
+        if folder.is_dir() and self.upload_root is not None:  # the last look's served copies
+            purge_copies([self.upload_root], {sha256(f) for f in folder.glob("*.png")})
         shutil.rmtree(folder, ignore_errors=True)
         paths = [save_image_atomic(r.boxed, folder / f"{i:02d}.png") for i, r in enumerate(reports)]
         return reports, outliers, paths
@@ -436,6 +456,8 @@ class Workspace:
             raise UsageError("give at least one prompt")
         if not seeds:
             raise UsageError("give at least one seed")
+        if any(not 0 <= int(seed) < 2**63 for seed in seeds):
+            raise UsageError("seeds are whole numbers from 0 to 2^63 - 1")
         count = len(prompts) * len(seeds) * (2 if without else 1)
         if count > lim.max_images:
             raise UsageError(
@@ -476,7 +498,7 @@ class Workspace:
         art = self._existing(session_id, name) / spec.name
         if artifact_method(art) != spec.name:
             raise UsageError(f"{name} has no {spec.name} artifact")
-        exports = self.session(session_id) / "exports"
+        exports = self.session(session_id) / "exports" / name
         if not webui:
             return zip_folder(art, exports / f"{name}-{spec.name}.zip", f"{name}-{spec.name}",
                               skip=("checkpoints",))  # fmt: skip
@@ -494,32 +516,27 @@ class Workspace:
 
     def delete_person(self, session_id: str, name: str, also: list[Path] = ()) -> list[str]:
         """Remove everything written for a person: identity, artifacts, checkpoints, images,
-        exports, and copies of their images or photos in `also` (e.g. the server's file cache),
-        matched by content. Returns what was removed (relative names)."""
+        previews, exports, and every copy of any of those files or of their photos in the
+        upload root (the server's file cache) and in `also`, matched by content. Returns what
+        was removed (relative names)."""
         person = self.person(session_id, name)
         if not person.is_dir():
             raise UsageError(f"no person named {name}")
-        hashes = set()
-        for f in person.rglob("*.png"):
-            hashes.add(sha256(f))
+        exports = self.session(session_id) / "exports" / name
+        mine = [f for d in (person, exports) if d.is_dir() for f in d.rglob("*") if f.is_file()]
+        hashes = {sha256(f) for f in mine}
         meta = person / IDENTITY / "identity.json"
         if meta.is_file():
             for p in json.loads(meta.read_text()).get("photos") or []:
                 if isinstance(p, dict) and isinstance(p.get("sha256"), str):
                     hashes.add(p["sha256"])
-        removed = [str(f.relative_to(person.parent)) for f in person.rglob("*") if f.is_file()]
+        removed = [str(f.relative_to(person.parent.parent)) for f in mine]
         shutil.rmtree(person)
-        for f in (self.session(session_id) / "exports").glob(f"{name}-*.zip"):
-            f.unlink()
-            removed.append(f"exports/{f.name}")
-        for root in map(Path, also):
-            candidates = [f for f in root.rglob("*") if f.is_file()] if root.is_dir() else []
-            for f in candidates:
-                if f.stat().st_size < 64e6 and sha256(f) in hashes:
-                    f.unlink()
-                    removed.append(f"cache/{f.name}")
-                    prune(f.parent, stop=root)
-        return removed
+        shutil.rmtree(exports, ignore_errors=True)
+        roots = [self.upload_root] if self.upload_root is not None else []
+        return removed + [
+            f"cache/{p.name}" for p in purge_copies([*roots, *map(Path, also)], hashes)
+        ]
 
     def reports(self) -> list[Path]:
         """Bench reports (`report.html`) under the report folders, newest first."""

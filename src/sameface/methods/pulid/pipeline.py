@@ -82,7 +82,14 @@ class PuLIDPipeline(MethodPipeline):
         self.id_scale = float(meta.get("id_scale", 0.8))
         self.cond = cond.to(base.device)
         self.uncond = uncond.to(base.device)
-        adapter = IDAdapter(base.unet, cross, init="zero_v")  # weights come from the file
+        trained = pulid_meta.get("config") or {}  # the attention options the model runs with
+        adapter = IDAdapter(
+            base.unet,
+            cross,
+            init="zero_v",  # the weights come from the file
+            num_zero=int(trained.get("num_zero", 0)),
+            ortho=trained.get("ortho", "off") or "off",
+        )
         adapter.load(Path(adapter_folder) / ADAPTER_FILE)
         self.adapter = adapter.install()
         self.pipe = base.as_pipeline()
