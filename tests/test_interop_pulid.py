@@ -211,6 +211,10 @@ def test_an_imported_release_refuses_another_vision_tower(tmp_path):
     save_safetensors(_official(base.unet), tmp_path / "r.safetensors")
     cfg = _tiny_config(base.unet.config.cross_attention_dim)
     folder = import_pulid(tmp_path / "r.safetensors", tmp_path / "imp", unet=base.unet, config=cfg)
+    from sameface.errors import OutputError
+
+    with pytest.raises(OutputError, match="holds a PuLID folder already"):
+        import_pulid(tmp_path / "r.safetensors", tmp_path / "imp", unet=base.unet, config=cfg)
     with pytest.raises(ArtifactError, match="needs the vision tower EVA02-CLIP-L-14-336"):
         # the check reads only the tower's name, before anything of it is used
         PuLIDModel.load(

@@ -52,12 +52,13 @@ def add_parsers(sub, common) -> None:
         default=None,
         help="the SDXL base model the folder records (default: SDXL base 1.0)",
     )
+    pulid.add_argument("--force", action="store_true", help="replace a PuLID folder at --out")
     pulid.set_defaults(func=cmd_import_pulid)
 
 
 def cmd_import_pulid(args) -> int:
     from ..interop.pulid import SDXL_BASE, import_pulid
 
-    folder = import_pulid(args.file, args.out, base=args.base or SDXL_BASE)
+    folder = import_pulid(args.file, args.out, base=args.base or SDXL_BASE, overwrite=args.force)
     print(f"PuLID v1.1 imported into {folder}")
     return 0

@@ -140,6 +140,7 @@ def import_pulid(
     base: str = SDXL_BASE,
     unet: Any = None,
     config: Any = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a released PuLID v1.1 file as a sameface PuLID folder (`pulid.json`,
     `encoder.safetensors`, `adapter.safetensors`), float32.
@@ -151,18 +152,23 @@ def import_pulid(
         unet: the UNet whose layers the weights are for (default: SDXL's architecture, built
             without weights).
         config: the encoder's `IDEncoderConfig` (default: the release's).
+        overwrite: replace a PuLID folder already at `out`.
 
     Raises:
         ArtifactError: not the release, a tensor left over or missing, or shapes that do not
             fit (every official tensor must be used exactly once).
+        OutputError: `out` holds a PuLID folder already (without `overwrite`).
     """
     import uuid
 
+    from ..errors import OutputError
     from ..fileio import write_json_atomic
     from ..methods.pulid.config import PuLIDConfig
     from ..methods.pulid.model import ADAPTER_FILE, ENCODER_FILE, FORMAT, FORMAT_VERSION, META_FILE
     from ..tensorfile import save_safetensors
 
+    if (Path(out) / META_FILE).exists() and not overwrite:
+        raise OutputError(f"{out} holds a PuLID folder already; pass --force to replace it")
     tensors = {k: v.float() for k, v in read_release(path).items()}
     unet = unet if unet is not None else sdxl_unet_skeleton()
     config = config or official_encoder_config()
