@@ -146,9 +146,15 @@ def build_app(workspace: Any) -> Any:
                     for arg, fld in get_method(m).generate_options.items():
                         if arg in option_names:
                             continue
+                        # Empty by default: the artifact's own value (what it was made with).
                         default = getattr(get_method(m).config_cls(), fld, None)
                         options.append(
-                            gr.Number(label=arg.replace("_", " "), value=default, visible=False)
+                            gr.Number(
+                                label=arg.replace("_", " "),
+                                value=None,
+                                info=f"empty = the artifact's own (the method's default: {default})",
+                                visible=False,
+                            )
                         )
                         option_names.append(arg)
             without = gr.Checkbox(
