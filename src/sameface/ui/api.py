@@ -14,13 +14,12 @@ _ERRORS = (SamefaceError, ValueError, OSError, KeyError)
 
 
 @contextlib.contextmanager
-def _readable(root: Any):
-    """Expected failures reach the client as one line (`gr.Error`), not a traceback, with the
-    server's data folder left out."""
+def _readable(workspace: Any):
+    """Expected failures reach the client as one line (`gr.Error`), not a traceback."""
     try:
         yield
     except _ERRORS as e:
-        raise gr.Error(str(e).replace(str(root), "(data)")) from None
+        raise gr.Error(workspace.readable(e)) from None
 
 
 def add_api(workspace: Any, model: dict) -> None:
@@ -31,7 +30,7 @@ def add_api(workspace: Any, model: dict) -> None:
         session: str, name: str, photos: list[gr.FileData], faces: list[int] | None = None
     ) -> dict:
         """Build and save a person's identity from photos; returns what was found."""
-        with _readable(workspace.root):
+        with _readable(workspace):
             workspace.new_person(session, name)  # a bad name costs no upload
             if faces and len(faces) != len(photos):
                 raise ValueError(f"{len(faces)} face numbers for {len(photos)} photo(s)")
@@ -56,7 +55,7 @@ def add_api(workspace: Any, model: dict) -> None:
         session: str, name: str, method: str, settings: dict | None = None, adapter: str = ""
     ) -> str:
         """Personalise a saved person with a method (settings: the method's config fields)."""
-        with _readable(workspace.root):
+        with _readable(workspace):
             workspace.personalize(session, name, method, settings or {}, adapter=adapter or None)
             return f"{name} is personalised with {method}"
 
@@ -74,7 +73,7 @@ def add_api(workspace: Any, model: dict) -> None:
     ) -> list[gr.FileData]:
         """Images of a personalised person, one per prompt and seed (each image's settings are
         beside it on the server, and in the page's gallery)."""
-        with _readable(workspace.root):
+        with _readable(workspace):
             made = workspace.generate(
                 session,
                 name,
@@ -91,12 +90,12 @@ def add_api(workspace: Any, model: dict) -> None:
 
     def people(session: str) -> list[dict]:
         """The session's people and the methods each is personalised with."""
-        with _readable(workspace.root):
+        with _readable(workspace):
             return workspace.people(session)
 
     def delete_person(session: str, name: str) -> int:
         """Delete a person and everything written for them; returns the files removed."""
-        with _readable(workspace.root):
+        with _readable(workspace):
             return len(workspace.delete_person(session, name, also=[gradio_cache()]))
 
     def cancel(session: str) -> str:

@@ -32,11 +32,10 @@ def build_app(workspace: Any) -> Any:
 
     backend = workspace.backend
     status = backend.methods()
-    root = str(workspace.root)
 
     def _fail(e: Exception | str) -> str:
-        """An error as one bold line, the server's data folder left out."""
-        return f"**⚠ {str(e).replace(root, '(data)')}**"
+        """An error as one bold line (`Workspace.readable`)."""
+        return f"**⚠ {workspace.readable(e)}**"
 
     runnable = [m for m, why in status.items() if why is None]
     first = "textual-inversion" if "textual-inversion" in runnable else next(iter(runnable), None)

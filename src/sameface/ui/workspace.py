@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -226,14 +226,12 @@ class Workspace:
         name: str,
         photos: list[Path],
         choices: list[int | None] | None = None,
-        *,
-        overwrite: bool = False,
     ) -> Any:
         """Build and save a person's `Identity`; the uploaded photos are then removed (the
         identity keeps its crops and embeddings, not the photos)."""
         from ..identity import Identity
 
-        folder = self.person(session_id, name) if overwrite else self.new_person(session_id, name)
+        folder = self.new_person(session_id, name)
         try:
             identity = Identity.from_images(
                 [str(p) for p in photos],
@@ -241,7 +239,7 @@ class Workspace:
                 face_choices=choices,
                 **self.backend.identity_options(),
             )
-            identity.save(folder / IDENTITY, overwrite=overwrite)
+            identity.save(folder / IDENTITY)
             previews = self.session(session_id) / PREVIEWS
             if previews.is_dir():
                 shutil.rmtree(folder / PREVIEWS, ignore_errors=True)
@@ -545,6 +543,6 @@ class Workspace:
             found += [p for p in d.rglob("report.html") if p.is_file()]
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
-    def describe(self) -> dict:
-        """What this workspace runs on and its limits (shown in the UI, recorded in tests)."""
-        return {"backend": self.backend.label, "data_dir": str(self.root)} | asdict(self.limits)
+    def readable(self, error: Exception | str) -> str:
+        """An error as the page and the API show it: one line, the data dir's path left out."""
+        return str(error).replace(str(self.root), "(data)")
