@@ -121,3 +121,27 @@ def tiny_world(tmp_path_factory):
         mp.setattr(torch, "set_num_threads", lambda n: None)
         build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
     return World.load(out)
+
+
+def _give_memory_back() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`).
+
+    A real-config model's gigabytes, once freed, stay in the process's heap: glibc keeps
+    freed chunks for reuse, and the memory taken by one slow test stacked with the next ones
+    and the browser tests' server killed CI for memory (exit 137 at 83 %). Measured on the
+    DreamIdentity SDXL test: 9.25 GB resident after the test, 9.25 after gc, 0.45 after trim.
+    """
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown has dropped the fixtures
+def pytest_runtest_teardown(item, nextitem):
+    # After every real-config test and at every module boundary.
+    if item.get_closest_marker("slow") or nextitem is None or nextitem.module is not item.module:
+        _give_memory_back()
