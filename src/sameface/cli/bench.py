@@ -34,15 +34,19 @@ def method_settings(items: list[str] | None) -> dict:
 
 
 def parse_methods(text: str | None) -> list[str]:
-    """`M1,M2` as a list of registered method names (ValueError naming the unknown ones)."""
+    """`M1,M2@variant` as a list of row labels whose methods are registered (ValueError naming
+    the unknown ones; whether a variant is declared is the suite's to say)."""
+    from ..eval.variants import check_label, method_of
     from ..methods import available_methods
 
     methods = [m.strip() for m in (text or "").split(",") if m.strip()]
-    unknown = [m for m in methods if m not in available_methods()]
+    unknown = [m for m in methods if method_of(m) not in available_methods()]
     if unknown:
         raise ValueError(
             f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}"
         )
+    for label in methods:
+        check_label(label)
     return methods
 
 
@@ -56,7 +60,7 @@ def cmd_bench(args) -> int:
     if world is None and not args.base:
         raise ValueError("give the base model with --base MODEL, or use --world [DIR]")
     suite = load_suite(args.suite, world.reference_people() if world is not None else None)
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods) if args.methods else parse_methods(",".join(suite.run))
     ctx = distributed_context()
     if ctx.num_processes == 1:  # fail now, not after loading models; the runner holds the lock
         FolderLock(args.out, "sameface bench").acquire().release()
@@ -107,10 +111,11 @@ def _world_setup(args, world, suite, methods):
     """Evaluator and settings of a run in the miniature world."""
     import sys
 
+    from ..eval.variants import method_of
     from ..eval.world_bench import world_evaluator, world_settings
     from ..methods import get_method
 
-    if world.judge is None and any(get_method(m).kind == "encoder" for m in methods):
+    if world.judge is None and any(get_method(method_of(m)).kind == "encoder" for m in methods):
         print(
             "note: in the world one recogniser builds the identities and scores the images; "
             "encoder methods condition on it, so their face similarity is flattered",
@@ -182,8 +187,9 @@ def add_parsers(sub, common) -> None:
     p.add_argument(
         "--methods",
         default="",
-        metavar="M1,M2",
-        help="comma-separated methods (the baseline always runs)",
+        metavar="M1,M2@VARIANT",
+        help="comma-separated methods, or variants the suite declares as `method@variant` "
+        "(default: the suite's `run` list; the baseline always runs)",
     )
     p.add_argument(
         "--base",
@@ -234,7 +240,8 @@ def add_parsers(sub, common) -> None:
         "--set",
         action="append",
         metavar="METHOD.KEY=VALUE",
-        help="method setting, e.g. textual-inversion.steps=100",
+        help="method setting, e.g. textual-inversion.steps=100 (a METHOD@VARIANT sets only "
+        "that variant)",
     )
     add_device_options(p)
     p.set_defaults(func=cmd_bench)

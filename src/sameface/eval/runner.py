@@ -9,6 +9,10 @@ baselines can be asked for (`BenchSettings.extra_baselines`): "known-by-name" (t
 given the name of a person it was trained on: what it does for someone it knows) and
 "copy-reference" (a reference photo itself as the "generated" image: the fidelity ceiling and
 editability floor).
+
+Each method row may be a variant of a method (`textual-inversion@id-e`) and an optimisation
+method may be personalised once per training seed (`sameface.eval.variants`); records then
+carry `training_seed`, and images and artifacts of each seed get their own folder.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..fileio import append_jsonl, child_path, read_jsonl, write_json_atomic
 from ..locks import LOCK_FILE, FolderLock
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
 from .suite import Suite
+from .variants import method_of, run_settings
 
 BASELINE = "none"
 KNOWN_BY_NAME = "known-by-name"
@@ -62,9 +67,10 @@ class BenchSettings:
     """What to run.
 
     Attributes:
-        methods: registered method names (the baseline is added automatically).
+        methods: the rows to run: registered method names and `method@variant` labels whose
+            settings the suite declares (the baseline is added automatically).
         base_spec: how the base model was given (recorded).
-        method_settings: per-method config overrides, on top of the suite's.
+        method_settings: per-method (or per-label) config overrides, on top of the suite's.
         method_defaults: per-method settings under the suite's (e.g. a method's settings for
             the proving-ground world, `MethodSpec.world_settings`).
         bank: celebrity bank for textual inversion's id init, or None.
@@ -127,21 +133,30 @@ def run_benchmark(
         wait_fn: called after this shard's work, to wait for the others (accelerate).
     """
     from ..methods import get_method
+    from .variants import method_runs
 
     out = Path(out_dir)
     # One run per folder (per shard): a second run would redo and interleave this one's work.
     lock_file = LOCK_FILE if num_processes == 1 else f".sameface.{process_index}.lock"
     _lock = FolderLock(out, "sameface bench", lock_file=lock_file).acquire()
-    methods = [get_method(m) for m in settings.methods]
+    specs = {m: get_method(m) for m in {method_of(label) for label in settings.methods}}
+    runs = method_runs(
+        settings.methods,
+        suite.methods,
+        training_seeds=suite.training_seeds,
+        optimises={m: spec.kind == "optimisation" for m, spec in specs.items()},
+    )
     if process_index == 0:
         write_json_atomic(
-            out / "run.json", _run_meta(suite, evaluator, settings, methods), default=_json_default
+            out / "run.json",
+            _run_meta(suite, evaluator, settings, runs, specs),
+            default=_json_default,
         )
     part = out / (RESULTS if num_processes == 1 else f"results.part{process_index}.jsonl")
     done = _done_keys(out)
     mine = [i for i in range(len(suite.identities)) if i % num_processes == process_index]
     for index in _bar(mine, progress, "identities"):
-        _run_identity(index, suite, base, out, evaluator, settings, methods, part, done, progress)
+        _run_identity(index, suite, base, out, evaluator, settings, runs, part, done, progress)
     if num_processes > 1:
         if wait_fn is not None:
             wait_fn()
@@ -165,7 +180,20 @@ class _Scorer:
     norms: dict
     baseline: dict
 
-    def add(self, method, pi, seed, img, secs, path, *, reference=None, norms=None, extra=None):
+    def add(
+        self,
+        method,
+        pi,
+        seed,
+        img,
+        secs,
+        path,
+        *,
+        reference=None,
+        norms=None,
+        extra=None,
+        training_seed=None,
+    ):
         """Score `img` (made for prompt `pi` and `seed`) against `reference` and record it."""
         ref = self.reference if reference is None else reference
         rec = _score(img, self.suite.prompts[pi], self.suite, ref, self.evaluator)
@@ -173,12 +201,10 @@ class _Scorer:
         emb = self.evaluator.clip.image_embeddings([img])[0]
         rec["clip_i"] = float(emb @ self.baseline[(pi, seed)]["clip_emb"])
         args = (self.suite, pi, seed, rec, self.ref_clip, norms or self.norms, self.out)
-        _record(self.part, self.done, method, self.identity, *args)
+        _record(self.part, self.done, method, self.identity, *args, training_seed=training_seed)
 
 
-def _run_identity(
-    index, suite, base, out, evaluator, settings, methods, part, done, progress
-) -> None:
+def _run_identity(index, suite, base, out, evaluator, settings, runs, part, done, progress) -> None:
     ident = suite.identities[index]
     identity = _identity(ident, out, settings)
 
@@ -236,45 +262,58 @@ def _run_identity(
     if COPY_REFERENCE in settings.extra_baselines:
         _run_copy_reference(scorer, ident.photos)
 
-    for method in methods:
-        art = child_path(out / "artifacts", method.name, ident.name)
-        if ("personalize", method.name, ident.name) not in done:
-            cfg = method.config_cls(
-                **(
-                    settings.method_defaults.get(method.name, {})
-                    | suite.methods.get(method.name, {})
-                    | settings.method_settings.get(method.name, {})
-                )
+    for run in runs:
+        for training_seed in run.training_seeds:
+            _run_method(run, training_seed, identity, scorer, base, settings, progress)
+
+
+def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, progress) -> None:
+    """Personalise one row (at one training seed) for the scorer's identity, generate, score."""
+    from ..methods import get_method
+
+    method = get_method(run.method)
+    suite, out, name = scorer.suite, scorer.out, scorer.identity
+    art = child_path(out / "artifacts", run.label, name, *_seed_folder(training_seed))
+    if ("personalize", run.label, name, training_seed) not in scorer.done:
+        values = run_settings(
+            run,
+            training_seed,
+            defaults=settings.method_defaults,
+            suite=suite.methods,
+            overrides=settings.method_settings,
+        )
+        t0 = time.perf_counter()
+        _reset_peak_memory(base)
+        method.personalize(
+            identity,
+            base,
+            method.config_cls(**values),
+            art,
+            base_spec=settings.base_spec,
+            bank=settings.bank,
+            progress=progress,
+        )
+        rec = {
+            "type": "personalize",
+            "method": run.label,
+            "identity": name,
+            "time_s": time.perf_counter() - t0,
+            "peak_mem_mb": _peak_memory_mb(base),
+        }
+        if training_seed is not None:
+            rec["training_seed"] = training_seed
+        append_jsonl(scorer.part, rec, default=_json_default)
+        scorer.done.add(record_key(rec))
+    with method.pipeline_cls.from_artifact(art, base) as pipe:
+        for pi, prompt, seed in _cells(suite):
+            if (run.label, name, pi, seed, training_seed) in scorer.done:
+                continue
+            path = _image_path(out, run.label, name, pi, seed, training_seed)
+            img, secs = _cached_or_generate(path, _generate, pipe, base, suite, prompt, seed)
+            extra = {} if training_seed is None else {"training_seed": training_seed}
+            scorer.add(
+                run.label, pi, seed, img, secs, path, extra=extra, training_seed=training_seed
             )
-            t0 = time.perf_counter()
-            _reset_peak_memory(base)
-            method.personalize(
-                identity,
-                base,
-                cfg,
-                art,
-                base_spec=settings.base_spec,
-                bank=settings.bank,
-                progress=progress,
-            )
-            append_jsonl(
-                part,
-                {
-                    "type": "personalize",
-                    "method": method.name,
-                    "identity": ident.name,
-                    "time_s": time.perf_counter() - t0,
-                    "peak_mem_mb": _peak_memory_mb(base),
-                },
-                default=_json_default,
-            )
-        with method.pipeline_cls.from_artifact(art, base) as pipe:
-            for pi, prompt, seed in _cells(suite):
-                if (method.name, ident.name, pi, seed) in done:
-                    continue
-                path = _image_path(out, method.name, ident.name, pi, seed)
-                img, secs = _cached_or_generate(path, _generate, pipe, base, suite, prompt, seed)
-                scorer.add(method.name, pi, seed, img, secs, path)
 
 
 def _identity(ident, out: Path, settings: BenchSettings) -> Any:
@@ -311,8 +350,16 @@ def _cells(suite: Suite):
             yield pi, prompt, seed
 
 
-def _image_path(out: Path, method: str, identity: str, pi: int, seed: int) -> Path:
-    return child_path(out / "images", method, identity, f"p{pi:02d}_s{seed}.png")
+def _seed_folder(training_seed: int | None) -> tuple[str, ...]:
+    """The sub-folder of one training seed's images and artifact (none without seeds)."""
+    return () if training_seed is None else (f"training-seed-{training_seed}",)
+
+
+def _image_path(
+    out: Path, method: str, identity: str, pi: int, seed: int, training_seed: int | None = None
+) -> Path:
+    parts = (method, identity, *_seed_folder(training_seed), f"p{pi:02d}_s{seed}.png")
+    return child_path(out / "images", *parts)
 
 
 def _run_copy_reference(scorer: _Scorer, photos: list) -> None:
@@ -320,7 +367,7 @@ def _run_copy_reference(scorer: _Scorer, photos: list) -> None:
     from ..imageio import load_image
 
     for pi, _prompt, seed in _cells(scorer.suite):
-        if (COPY_REFERENCE, scorer.identity, pi, seed) in scorer.done:
+        if (COPY_REFERENCE, scorer.identity, pi, seed, None) in scorer.done:
             continue
         path = _image_path(scorer.out, COPY_REFERENCE, scorer.identity, pi, seed)
         photo = photos[seed % len(photos)]
@@ -338,7 +385,9 @@ def _run_known_by_name(scorer: _Scorer, person: tuple[str, list], pipe: Any, bas
     suite, evaluator = scorer.suite, scorer.evaluator
     name, photos = person
     cells = [
-        c for c in _cells(suite) if (KNOWN_BY_NAME, scorer.identity, c[0], c[2]) not in scorer.done
+        c
+        for c in _cells(suite)
+        if (KNOWN_BY_NAME, scorer.identity, c[0], c[2], None) not in scorer.done
     ]
     if not cells:
         return
@@ -413,8 +462,10 @@ def _normalisers(
     return out
 
 
-def _record(part, done, method, identity, suite, pi, seed, rec, ref_clip, norms, out) -> None:
-    if (method, identity, pi, seed) in done:
+def _record(
+    part, done, method, identity, suite, pi, seed, rec, ref_clip, norms, out, training_seed=None
+) -> None:
+    if (method, identity, pi, seed, training_seed) in done:
         return
     face = rec["face"]
     # Face CLIP-I (seed 002): CLIP similarity of the generated face crop to the reference crops.
@@ -442,7 +493,7 @@ def _record(part, done, method, identity, suite, pi, seed, rec, ref_clip, norms,
     row |= {k: rec[k] for k in ("context_accuracy", "context_predicted") if k in rec}
     row |= rec.get("extra") or {}
     append_jsonl(part, row, default=_json_default)
-    done.add((method, identity, pi, seed))
+    done.add((method, identity, pi, seed, training_seed))
 
 
 def baseline_pipeline(base: Any) -> Any:
@@ -543,9 +594,10 @@ def record_key(rec: dict) -> tuple:
     """What makes a record unique."""
     kind = rec.get("type")
     if kind == "image":
-        return (rec["method"], rec["identity"], rec["prompt_index"], rec["seed"])
+        key = (rec["method"], rec["identity"], rec["prompt_index"], rec["seed"])
+        return (*key, rec.get("training_seed"))
     if kind == "personalize":
-        return ("personalize", rec["method"], rec["identity"])
+        return ("personalize", rec["method"], rec["identity"], rec.get("training_seed"))
     return (kind, rec.get("identity"))
 
 
@@ -569,7 +621,9 @@ def merge_results(out: Path) -> Path:
     return out / RESULTS
 
 
-def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, methods: list) -> dict:
+def _run_meta(
+    suite: Suite, evaluator: Evaluator, settings: BenchSettings, runs: list, specs: dict
+) -> dict:
     rec = evaluator.analyzer.recognizer
     context = evaluator.context
     return {
@@ -577,7 +631,12 @@ def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, metho
         "suite_file": str(suite.path) if suite.path else None,
         "description": suite.description,
         "base": settings.base_spec,
-        "methods": [BASELINE, *settings.extra_baselines] + [m.name for m in methods],
+        "methods": [BASELINE, *settings.extra_baselines] + [r.label for r in runs],
+        # Each row's registered method and training seeds (a variant's settings are in the
+        # protocol's `methods`).
+        "rows": {
+            r.label: {"method": r.method, "training_seeds": list(r.training_seeds)} for r in runs
+        },
         "baselines": [BASELINE, *settings.extra_baselines],
         "evaluator": {
             "recognizer": rec.describe(),
@@ -589,10 +648,12 @@ def _run_meta(suite: Suite, evaluator: Evaluator, settings: BenchSettings, metho
         # Textual inversion conditions on no face model; encoder methods and methods with an
         # ID loss name theirs.
         "conditioning_recognizers": {
-            m.name: (
-                settings.identity_recognizer if m.kind == "encoder" or m.uses_recognizer else None
+            r.label: (
+                settings.identity_recognizer
+                if specs[r.method].kind == "encoder" or specs[r.method].uses_recognizer
+                else None
             )
-            for m in methods
+            for r in runs
         },
         "identity_recognizer": settings.identity_recognizer,
         "identity_square_expand": settings.identity_square_expand,

@@ -37,7 +37,12 @@ class Suite:
         guidance_scale: CFG scale; None = the pipeline's default.
         negative_prompt: optional negative prompt.
         placeholder: the word prompts use for the person.
-        methods: per-method settings, e.g. {"textual-inversion": {"steps": 400}}.
+        methods: per-method settings, e.g. {"textual-inversion": {"steps": 400}}; a
+            `method@variant` key declares a variant with its own settings on top
+            (`sameface.eval.variants`).
+        run: the methods and variants `bench` runs when it is given no `--methods`.
+        training_seeds: config seeds an optimisation method personalises with, one artifact
+            each (the report shows the spread between them); None = once, at the config's seed.
         description: free text (the protocol's source).
         path: the YAML file it came from.
     """
@@ -52,6 +57,8 @@ class Suite:
     negative_prompt: str | None = None
     placeholder: str = "<id>"
     methods: dict = field(default_factory=dict)
+    run: list[str] = field(default_factory=list)
+    training_seeds: list[int] | None = None
     description: str = ""
     path: Path | None = None
 
@@ -76,9 +83,31 @@ class Suite:
             errors.append("identity names must be unique")
         if self.num_inference_steps < 1:
             errors.append("num_inference_steps must be >= 1")
+        errors += self._method_problems()
         if errors:
             where = f"{self.path}: " if self.path else ""
             raise SamefaceError(f"{where}invalid suite: " + "; ".join(errors))
+
+    def _method_problems(self) -> list[str]:
+        """Bad variant labels, and `run` entries naming an undeclared variant."""
+        from .variants import check_label, split_label
+
+        errors = []
+        for label in [*self.methods, *self.run]:
+            try:
+                check_label(label)
+            except SamefaceError as e:
+                errors.append(str(e))
+        for label in self.run:
+            if split_label(label)[1] is not None and label not in self.methods:
+                errors.append(f"run names {label!r}, which `methods:` does not declare")
+        if len(set(self.run)) != len(self.run):
+            errors.append("run lists a method twice")
+        if self.training_seeds is not None and (
+            not self.training_seeds or len(set(self.training_seeds)) != len(self.training_seeds)
+        ):
+            errors.append("training_seeds must be distinct seeds, at least one")
+        return errors
 
     def to_dict(self) -> dict:
         return {
@@ -94,6 +123,8 @@ class Suite:
             "negative_prompt": self.negative_prompt,
             "placeholder": self.placeholder,
             "methods": self.methods,
+            "run": self.run,
+            "training_seeds": self.training_seeds,
             "description": self.description,
         }
 
@@ -108,7 +139,8 @@ def load_suite(
     in use), max_identities (only the first N people), photos_per_identity (use only each
     person's first N photos), prompts, seeds or
     images_per_prompt, resolution, num_inference_steps, guidance_scale, negative_prompt,
-    placeholder, methods.
+    placeholder, methods (settings per method, and per `method@variant`), run (the methods and
+    variants to run when `bench` gets no `--methods`), training_seeds.
 
     Args:
         path: the YAML file.
@@ -181,6 +213,10 @@ def load_suite(
         negative_prompt=doc.get("negative_prompt"),
         placeholder=str(doc.get("placeholder", "<id>")),
         methods=dict(doc.get("methods") or {}),
+        run=[str(m) for m in doc.get("run") or []],
+        training_seeds=None
+        if doc.get("training_seeds") is None
+        else [int(s) for s in doc["training_seeds"]],
         description=str(doc.get("description", "")),
         path=path,
     )

@@ -17,6 +17,7 @@ MAX_ITEMS = 1000  # prompts, seeds, identities, photos per identity
 MAX_NAME_CHARS = 200
 MAX_SEED = 2**32 - 1  # torch generators take 64-bit seeds; numpy's legacy ones 32-bit
 MAX_RESOLUTION = 2048
+MAX_TRAINING_SEEDS = 16  # each one is a full personalisation per identity and row
 
 
 def check_suite_fields(path: Path, doc: dict) -> None:
@@ -60,8 +61,25 @@ def check_suite_fields(path: Path, doc: dict) -> None:
         or not 0 <= g <= MAX_GUIDANCE
     ):
         fail(f"guidance_scale must be a finite number in 0..{MAX_GUIDANCE:g}, got {g!r}")
-    if doc.get("methods") is not None and not isinstance(doc["methods"], dict):
+    methods = doc.get("methods")
+    if methods is not None and not isinstance(methods, dict):
         fail("methods must be a mapping of method name to settings")
+    for name, values in (methods or {}).items():
+        _text(fail, "a key of methods (a method or method@variant)", name, MAX_NAME_CHARS)
+        if values is not None and not isinstance(values, dict):
+            fail(f"methods.{name} must be a mapping of setting to value")
+    run = doc.get("run")
+    if run is not None:
+        _list(fail, "run", run)
+        for i, label in enumerate(run):
+            _text(fail, f"run[{i}]", label, MAX_NAME_CHARS)
+    training = doc.get("training_seeds")
+    if training is not None:
+        _list(fail, "training_seeds", training)
+        if len(training) > MAX_TRAINING_SEEDS:
+            fail(f"training_seeds has {len(training)} seeds; at most {MAX_TRAINING_SEEDS}")
+        for i, s in enumerate(training):
+            _int(fail, f"training_seeds[{i}]", s, 0, MAX_SEED)
     ids = doc.get("identities")
     if isinstance(ids, list):
         _list(fail, "identities", ids)

@@ -5,6 +5,8 @@ people, its CLIP on its captions, and its context classifier reads the attribute
 asks for (background, pattern, style, framing, accessories) off the image. Identities use the
 whole 64 px portrait as their square crop (the model draws whole portraits), and both extra
 baselines run: "known-by-name" against known people rendered here, and "copy-reference".
+Where the world has a celebrity bank of its known people (`World.celebrity_bank`), textual
+inversion's `id` and `rand2` inits use it, as they use a real model's bank.
 """
 
 from __future__ import annotations
@@ -85,14 +87,17 @@ def world_settings(
     Args:
         world: a loaded `sameface.world.world.World`.
         out_dir: the run folder; the known references go to `out_dir/known_references/`.
-        methods: registered method names.
+        methods: the rows to run (method names and `method@variant` labels).
         known_people: how many known people the "known-by-name" baseline cycles through.
         method_settings: per-method overrides, on top of what the world supplies.
         base_spec: how the base model was given (default: the world's `base/` folder).
     """
+    from .variants import method_of
+
     known = world.render_known_references(Path(out_dir) / KNOWN_REFERENCES, max(1, known_people))
-    settings = world_method_settings(world, methods)
-    defaults = {name: world_defaults(world, name) for name in methods}
+    names = list(dict.fromkeys(method_of(label) for label in methods))
+    settings = world_method_settings(world, names)
+    defaults = {name: world_defaults(world, name) for name in names}
     for name, values in (method_settings or {}).items():
         settings[name] = settings.get(name, {}) | values
     return BenchSettings(
@@ -105,6 +110,7 @@ def world_settings(
         identity_square_expand=None,
         known_people=known,
         extra_baselines=EXTRA_BASELINES,
+        bank=world.celebrity_bank,
     )
 
 

@@ -189,15 +189,19 @@ def _load_cell(path: Path, cell: int):
 
 
 def _first_images(run: RunData, identity: str) -> dict[tuple[str, int], dict]:
-    """(method, prompt_index) -> the image record with the lowest seed."""
+    """(method, prompt_index) -> the image record with the lowest seed (and, for a row
+    trained with several seeds, the lowest training seed)."""
+
+    def order(r: dict) -> tuple[float, float]:
+        return tuple(r.get(k) if _finite(r.get(k)) else math.inf for k in ("seed", "training_seed"))
+
     best: dict[tuple[str, int], dict] = {}
     for r in run.images:
         if r["identity"] != identity or not isinstance(r.get("prompt_index"), int):
             continue
         key = (r["method"], r["prompt_index"])
-        seed = r.get("seed") if _finite(r.get("seed")) else math.inf
         cur = best.get(key)
-        if cur is None or seed < (cur.get("seed") if _finite(cur.get("seed")) else math.inf):
+        if cur is None or order(r) < order(cur):
             best[key] = r
     return best
 

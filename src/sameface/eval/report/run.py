@@ -88,10 +88,13 @@ def _record_key(rec: dict) -> tuple | None:
             identity,
             rec.get("prompt_index"),
             rec.get("seed"),
+            rec.get("training_seed"),
             rec.get("image"),
         )
     if kind == "personalize":
-        return ("personalize", method, identity) if isinstance(method, str) else None
+        if not isinstance(method, str):
+            return None
+        return ("personalize", method, identity, rec.get("training_seed"))
     if kind == "reference":
         return ("reference", identity) if isinstance(identity, str) else None
     return ("other", id(rec))  # other record types are for other readers; not an error
@@ -166,16 +169,20 @@ def _read_records(sources: Sequence[Path]) -> _Records:
 
 def _method_order(images: Sequence[dict], meta: dict) -> list[str]:
     """Methods with images: baselines first (in `BASELINE_LABELS` order), then the rest in
-    `run.json`'s order, then any the metadata does not list, in order of appearance."""
+    `run.json`'s order, then any the metadata does not list, in order of appearance; the
+    variants of a method (`method@variant`) together, where the method first appears."""
+    from ..variants import method_of
+
     seen = []
     for r in images:
         if r["method"] not in seen:
             seen.append(r["method"])
     order = [m for m in _method_names(meta.get("methods")) if m in seen]
     order += [m for m in seen if m not in order]
-    return [m for m in BASELINE_LABELS if m in order] + [
-        m for m in order if m not in BASELINE_LABELS
-    ]
+    rows = [m for m in order if m not in BASELINE_LABELS]
+    families = list(dict.fromkeys(method_of(m) for m in rows))
+    rows.sort(key=lambda m: families.index(method_of(m)))  # stable: keeps order within one
+    return [m for m in BASELINE_LABELS if m in order] + rows
 
 
 def _identities_and_prompts(images: Sequence[dict]) -> tuple[list[str], list[tuple[int, str]]]:

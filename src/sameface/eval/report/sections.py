@@ -54,6 +54,7 @@ def _protocol_setting_rows(protocol: Mapping) -> list[list]:
         ("seeds", "seeds", _DASH),
         ("negative_prompt", "negative prompt", "none"),
         ("placeholder", "placeholder", _DASH),
+        ("training_seeds", "training seeds", "one training run (the config's seed)"),
     )
     hidden = {
         "name",
@@ -63,6 +64,7 @@ def _protocol_setting_rows(protocol: Mapping) -> list[list]:
         "methods",
         "method_settings",
         "method_defaults",
+        "run",
     }
     for key, label, if_none in known:
         if key in protocol:
@@ -73,8 +75,11 @@ def _protocol_setting_rows(protocol: Mapping) -> list[list]:
             continue
         if isinstance(value, (str, int, float, bool)) or value is None:
             rows.append([key.replace("_", " "), _fmt_scalar(value)])
+    from ..variants import method_of
+
     for m, conf in _method_settings(protocol).items():
-        rows.append([f"settings: {m}", _fmt_scalar(conf)])
+        on_top = f" (on top of {method_of(m)}'s)" if method_of(m) != m else ""
+        rows.append([f"settings: {m}{on_top}", _fmt_scalar(conf)])
     return rows
 
 
@@ -210,7 +215,52 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
             ]
         )
     )
-    return blocks
+    return blocks + _seed_spread_blocks(run, summaries)
+
+
+_SPREAD_METRICS = (
+    ("face_similarity_with_misses", "face sim (misses = 0)"),
+    ("context_accuracy", "context acc."),
+    ("clip_t", "CLIP-T"),
+    ("aggregate", "aggregate"),
+)
+
+
+def _seed_spread_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]) -> list:
+    """For rows trained with several seeds: the spread of the per-seed means beside the
+    interval over images (the paper trains every setting three times)."""
+    from ..variants import training_seed_spread
+
+    metrics = [(k, t) for k, t in _SPREAD_METRICS if any(summaries[m][k].n for m in run.methods)]
+    rows = []
+    for m in run.methods:
+        spreads = [training_seed_spread(run.images, m, k) for k, _ in metrics]
+        n_seeds = max((len(s.means) for s in spreads), default=0)
+        if n_seeds < 2:
+            continue
+        row: list = [m, str(n_seeds)]
+        for (key, _), spread in zip(metrics, spreads, strict=True):
+            if len(spread.means) < 2:
+                row.append(_DASH)
+                continue
+            ci = summaries[m][key].half_width
+            ci_text = f"; ± {ci:.3f} over images" if _finite(ci) else ""
+            row.append(f"sd {spread.sd:.3f} (range {spread.range:.3f}{ci_text})")
+        rows.append(row)
+    if not rows:
+        return []
+    return [
+        _Heading(3, "Between training seeds"),
+        _Para(
+            [
+                "Each row below was personalised once per training seed and its images pooled "
+                "above. Here: the standard deviation and range of the per-seed means, beside "
+                "the half-width of the 95% interval over images. A spread as large as the "
+                "interval means the training run, not the images, decides the number."
+            ]
+        ),
+        _Table(["method", "training seeds", *[t for _, t in metrics]], rows, numeric_from=1),
+    ]
 
 
 def _glance_blocks(
