@@ -282,3 +282,35 @@ def test_judge_is_a_second_recogniser(world):
     a, b = judge.torch_module().state_dict(), rec.torch_module().state_dict()
     assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)
     assert world.analyzer(judge).recognizer is judge
+
+
+def test_a_bank_of_the_worlds_known_people_feeds_the_id_init(world_dir, tmp_path):
+    """`celebs build --world` makes the world's bank with its base model and recogniser; a
+    bench in that world hands it to textual inversion (a variant with `init: id`)."""
+    import shutil
+
+    from sameface.world.world import World
+
+    folder = tmp_path / "world"
+    shutil.copytree(world_dir, folder)  # the module's world stays without a bank
+    argv = ["celebs", "build", "--world", folder, "--out", folder / "celebs", "--max-names", "3"]
+    argv += ["--images-per-name", "2", "--steps", "2", "--threshold", "-1"]
+    assert main([str(a) for a in argv]) == 0
+    world = World.load(folder)
+    bank = world.celebrity_bank
+    assert len(bank) == 3 and bank.names == list(world.people[0].names[:3])
+    assert bank.recognizer_name == world.recognizer.describe()["name"]
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        _suite_yaml(tmp_path, seeds=(0,)).read_text()
+        + "methods:\n  textual-inversion@id: {init: id, steps: 2}\n"
+        + "run: [textual-inversion@id]\n"
+    )
+    out = tmp_path / "run"
+    assert main([str(a) for a in ["bench", "--world", folder, "--suite", suite, "--out", out]]) == 0
+    arts = list((out / "artifacts" / "textual-inversion@id").glob("*/artifact.json"))
+    assert arts
+    for art in arts:
+        init = json.loads(art.read_text())["init"]
+        assert init["celebrity"] in bank.names

@@ -13,6 +13,8 @@ from ..errors import ModelNotFoundError
 
 ENV = "SAMEFACE_WORLD"
 """Environment variable naming a world folder to use instead of the shipped one."""
+CELEBS = "celebs"
+"""Sub-folder of a world holding the celebrity bank of its known people (optional)."""
 
 
 def shipped_world_path() -> Path:
@@ -110,6 +112,17 @@ class World:
         from .faces import ContextClassifier
 
         return ContextClassifier(self.folder / "faces")
+
+    @cached_property
+    def celebrity_bank(self) -> Any | None:
+        """The bank of the world's known people (`sameface celebs build --world --out
+        WORLD/celebs`): textual inversion's `id` and `rand2` inits; None when not built."""
+        folder = self.folder / CELEBS
+        if not folder.is_dir():
+            return None
+        from ..data.celebs import CelebrityBank
+
+        return CelebrityBank.load(folder)
 
     def analyzer(self, recognizer: Any | None = None) -> Any:
         """A `FaceAnalyzer` with the world's detector and recogniser (or `recognizer`)."""
