@@ -84,3 +84,31 @@ def test_face_id_loss_on_generated_images(obama, obama2, biden):
     noise = torch.rand(1, 3, 64, 64) * 2 - 1
     zero, found = face_id_loss(noise.requires_grad_(True), ref[:1], rec, det)
     assert found.tolist() == [False] and float(zero.detach()) == 0.0
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_one_step_image_is_tweedies_x0_decoded(prediction):
+    """The one-step branch: a prediction of the true noise (or v) gives back the clean latents
+    exactly, decoded by the VAE; gradients reach the prediction."""
+    import torch
+
+    from sameface.models import tiny_base_model
+    from sameface.training.few_step import one_step_image
+    from sameface.training.frozen import training_scheduler
+
+    base = tiny_base_model("sd1")
+    base.scheduler.register_to_config(prediction_type=prediction)
+    sched = training_scheduler(base)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 4, 8, 8, generator=g)
+    noise = torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([10, 700])
+    x_t = sched.add_noise(x0, noise, t)
+    target = sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
+    pred = target.clone().requires_grad_(True)
+    images = one_step_image(base, sched, x_t, pred, t)
+    with torch.no_grad():
+        want = base.vae.decode(x0 / base.vae.config.scaling_factor).sample.clamp(-1, 1)
+    assert torch.allclose(images, want, atol=1e-4)
+    images.sum().backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0

@@ -6,10 +6,14 @@ for a face recogniser. Here the sampler is a diffusers scheduler chosen to match
 "lcm" (LCM / LCM-LoRA bases), "euler" with trailing timesteps (Lightning / Turbo bases), or
 "ddim" (any base; blurrier in 4 steps, fine for tests). Every UNet call and the VAE decode
 are gradient-checkpointed, so memory stays that of one step.
+
+`one_step_image` is the other branch: Tweedie's x̂₀ from the training step's own prediction,
+decoded (MagiCapture's ID loss; PuLID's "naive" ID loss of its ablation).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 SAMPLERS = ("lcm", "euler", "ddim")
@@ -91,3 +95,49 @@ def generate_x0(
 
     image = ckpt(decode, z, use_reentrant=False) if checkpoint else decode(z)
     return image.float().clamp(-1, 1)
+
+
+def one_step_image(base: Any, scheduler: Any, x_t: Any, pred: Any, t: Any) -> Any:
+    """Images (B, 3, H, W) in [-1, 1] from Tweedie's one-step estimate x̂₀ = E[x₀ | x_t]
+    (x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t, or √ᾱ_t·x_t − √(1−ᾱ_t)·v̂ for v-prediction), decoded
+    by the VAE; differentiable w.r.t. `pred`.
+
+    Args:
+        base: the `BaseModel` (its VAE and prediction type).
+        scheduler: the training scheduler (its `alphas_cumprod`).
+        x_t: the noisy latents the UNet saw.
+        pred: the UNet's output for them.
+        t: their timesteps (B,).
+    """
+    import torch
+
+    from ..losses.diffusion import x0_from_eps, x0_from_v
+
+    pred = pred.float()
+    abar = scheduler.alphas_cumprod[t.cpu()].to(pred.device)
+    x_t = x_t.to(pred.device, pred.dtype)
+    x0 = (
+        x0_from_v(x_t, pred, abar)
+        if base.prediction_type == "v_prediction"
+        else x0_from_eps(x_t, pred, abar)
+    )
+    vae = base.vae
+    dtype = next(vae.parameters()).dtype
+    if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        dtype = torch.float32  # SDXL's VAE overflows in float16 (diffusers upcasts too)
+    with vae_in(vae, dtype):
+        images = vae.decode((x0 / vae.config.scaling_factor).to(dtype)).sample
+    return images.float().clamp(-1, 1)
+
+
+@contextlib.contextmanager
+def vae_in(vae: Any, dtype: Any):
+    """The VAE in `dtype` for a decode (given back in its own dtype)."""
+    own = next(vae.parameters()).dtype
+    if own != dtype:
+        vae.to(dtype)
+    try:
+        yield
+    finally:
+        if own != dtype:
+            vae.to(own)

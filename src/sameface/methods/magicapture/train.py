@@ -24,9 +24,9 @@ from ...adapters.tokens import EncoderTokens, LearnedTokens
 from ...errors import SamefaceError
 from ...identity import check_destination
 from ...losses import attention_refocusing_loss, diffusion_target, l_simple, sample_timesteps
-from ...losses.diffusion import x0_from_eps, x0_from_v
 from ...models.text import encode_prompts
 from ...training import Phase, TrainingRun, fingerprint
+from ...training.few_step import one_step_image
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import encode_latent_stats, to_tensor_images, to_tensor_masks
 from .artifact import save_artifact
@@ -371,20 +371,9 @@ class _StepFn:
                 hidden,
                 added_cond_kwargs=sub,
             ).sample.float()
-        abar = self.scheduler.alphas_cumprod[t_id].to(pred.device)
-        x_t = noisy.to(pred.device)
-        x0 = (
-            x0_from_v(x_t, pred, abar)
-            if base.prediction_type == "v_prediction"
-            else x0_from_eps(x_t, pred, abar)
-        )
-        vae_dtype = next(base.vae.parameters()).dtype
-        if vae_dtype == torch.float16 and getattr(base.vae.config, "force_upcast", False):
-            vae_dtype = torch.float32  # SDXL's VAE overflows in float16 (diffusers upcasts too)
-        with _vae_in(base.vae, vae_dtype):
-            images = base.vae.decode((x0 / base.vae.config.scaling_factor).to(vae_dtype)).sample
+        images = one_step_image(base, self.scheduler, noisy, pred, t_id)
         reference = self.data.embedding.to(images.device).expand(len(rows), -1)
-        loss, _ = face_id_loss(images.float().clamp(-1, 1), reference, recognizer, detector)
+        loss, _ = face_id_loss(images, reference, recognizer, detector)
         return loss
 
 
@@ -433,19 +422,6 @@ def _initial_words(
             for enc in base.text_encoders
         ]
     return {name: [lt.to(base.device) for lt in lts] for name, lts in words.items()}
-
-
-@contextlib.contextmanager
-def _vae_in(vae: Any, dtype: Any):
-    """The VAE in `dtype` for the decode (given back in its own dtype)."""
-    own = next(vae.parameters()).dtype
-    if own != dtype:
-        vae.to(dtype)
-    try:
-        yield
-    finally:
-        if own != dtype:
-            vae.to(own)
 
 
 def _linear_decay(lr: float, steps: int) -> Callable[[int], float]:
