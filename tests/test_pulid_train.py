@@ -75,6 +75,36 @@ def test_three_stages_in_turn(tmp_path, data):
     )
 
 
+def test_the_ablations_naive_id_loss_sees_the_steps_own_one_step_image(tmp_path, data, monkeypatch):
+    """`id_loss_branch="one-step"` (PuLID's ablation, "naive ID loss"): the ID loss is computed
+    on Tweedie's x̂0 of the diffusion branch's prediction, never on a few-step generation."""
+    import sameface.methods.pulid.train as train_mod
+    from sameface.training import few_step
+
+    seen = []
+    real = few_step.one_step_image
+
+    def spy(base, scheduler, x_t, pred, t):
+        seen.append((tuple(x_t.shape), pred.requires_grad))
+        return real(base, scheduler, x_t, pred, t)
+
+    monkeypatch.setattr(train_mod, "one_step_image", spy)
+    monkeypatch.setattr(train_mod, "generate_x0", lambda *a, **k: pytest.fail("few-step branch"))
+    out = train(
+        data,
+        tiny_base_model("sd1"),
+        cfg(stage=2, steps=2, id_drop_prob=0.0, id_loss_branch="one-step"),
+        tmp_path / "naive",
+        vision=tiny_clip_vision(),
+        progress=False,
+    )
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(seen) == 2 and all(grad for _, grad in seen) and all("id" in e for e in log)
+    assert json.loads((out / "pulid.json").read_text())["config"]["id_loss_branch"] == "one-step"
+    with pytest.raises(ValueError, match="id_loss_branch must be one of lightning, one-step"):
+        cfg(id_loss_branch="naive")
+
+
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch, stage):
     import sameface.methods.pulid.train as train_mod

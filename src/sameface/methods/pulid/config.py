@@ -15,6 +15,7 @@ from ...adapters.id_encoder_config import ENCODER_KINDS, MULTI_PHOTO, IDEncoderS
 from ...faces.id_loss import RECOGNIZER_DIMS
 
 FAST_SAMPLERS = ("lcm", "turbo", "ddim")
+ID_LOSS_BRANCHES = ("lightning", "one-step")
 ADAPTER_INITS = ("auto", "copy", "zero_v", "random")
 UNCOND_VIT = ("zeros", "black")
 STAGES = (1, 2, 3)
@@ -74,6 +75,10 @@ class PuLIDConfig(IDEncoderSettings):
         resolution: training resolution in pixels; None = the base model's native size.
         id_drop_prob: probability of replacing a sample's ID condition by the unconditional
             one, for classifier-free guidance (0.1).
+        id_loss_branch: the image the ID loss sees from stage 2 on: "lightning" (the paper's
+            accurate ID loss: generated from pure noise in `lightning_steps` steps) or
+            "one-step" (the naive ID loss of the paper's ablation: Tweedie's x̂0 of the
+            diffusion branch's own prediction at its timestep, decoded).
         lightning_steps: denoising steps of the fast "Lightning T2I" branch from pure noise
             (seed: 4).
         fast_sampler: the fast branch's sampler: "lcm" (LCM scheduler on an LCM-distilled base
@@ -110,6 +115,7 @@ class PuLIDConfig(IDEncoderSettings):
     batch_size: int = 4
     resolution: int | None = None
     id_drop_prob: float = 0.1
+    id_loss_branch: str = "lightning"
     lightning_steps: int = 4
     fast_sampler: str = "ddim"
     fast_weights: str | None = None
@@ -140,6 +146,7 @@ class PuLIDConfig(IDEncoderSettings):
             "encoder": ENCODER_KINDS,
             "recognizer": tuple(RECOGNIZER_DIMS),
             "fast_sampler": FAST_SAMPLERS,
+            "id_loss_branch": ID_LOSS_BRANCHES,
             "adapter_init": ADAPTER_INITS,
             "uncond_vit": UNCOND_VIT,
             "multi_photo": MULTI_PHOTO,
@@ -247,6 +254,7 @@ _STRS = (
     "adapter_init",
     "uncond_vit",
     "fast_sampler",
+    "id_loss_branch",
     "mixed_precision",
 )
 

@@ -1,7 +1,9 @@
 """Train PuLID's ID encoder and adapter (seed 004): three stages, one loop.
 
     stage 1: L = L_diff
-    stage 2: L = L_diff + λ_id L_id        (ID loss on a few-step "Lightning" branch image)
+    stage 2: L = L_diff + λ_id L_id        (ID loss on a few-step "Lightning" branch image;
+                                            `id_loss_branch="one-step"`: the ablation's naive
+                                            ID loss on the step's own one-step x̂0)
     stage 3: L = L_diff + λ_id L_id + L_align  (contrastive alignment: paths with / without ID)
 
 Reads a dataset made by `sameface data prepare` (crops, aligned faces, masks, embeddings,
@@ -26,7 +28,7 @@ from ...losses import alignment_loss, diffusion_target, face_id_loss, l_simple, 
 from ...models.text import encode_prompts
 from ...training import Phase, adamw, dataset_run, fingerprint, loss_summary
 from ...training.distributed import distributed_context
-from ...training.few_step import generate_x0
+from ...training.few_step import generate_x0, one_step_image
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import to_tensor_images
 from .config import PuLIDConfig
@@ -184,7 +186,16 @@ def _step_fn(cfg: PuLIDConfig, model: PuLIDModel, base: Any, data: Any, g: torch
                 losses["align"] = alignment_loss(
                     rec_id, rec_txt, cfg.lambda_align_sem, cfg.lambda_align_layout
                 )
-            if cfg.stage >= 2:  # an image from pure noise in a few steps, then its face
+            if cfg.stage >= 2 and cfg.id_loss_branch == "one-step":  # the ablation's naive loss
+                keep = (~drop).to(pred.device)
+                if keep.any():
+                    x0 = one_step_image(base, scheduler, noisy[keep], pred[keep], t[keep.cpu()])
+                    ref = torch.tensor(np.stack([b["embedding"] for b in batch]))[keep.cpu()].to(
+                        dev
+                    )
+                    losses["id"], found = face_id_loss(x0, ref, recognizer, detector)
+                    losses["id_faces"] = float(found.float().mean())
+            elif cfg.stage >= 2:  # an image from pure noise in a few steps, then its face
                 keep = ~drop
                 if keep.any():
                     x0 = generate_x0(
