@@ -18,6 +18,7 @@ from sameface.methods.pulid.world import (
     DEFAULT_STAGES,
     PRESET,
     train_world_pulid,
+    train_world_pulid_ablation,
     world_pulid_adapter,
 )
 from sameface.world.recipes import anonymous_identities
@@ -220,3 +221,34 @@ def test_cli_world_pulid(world, trained, capsys):
     assert main(args) == 0  # every stage done: only publishes again
     assert "--adapter" in capsys.readouterr().out
     assert main(["world", "pulid", "--world", str(world.folder), "--steps", "one"]) == 1
+
+
+def test_the_ablation_adds_the_naive_row_and_reuses_the_recipes_stages(world, trained):
+    """PuLID's ablation rows: the plain recipe's three stage folders are reused (not trained
+    again), the naive-ID row is stage 2 from stage 1 with the one-step ID loss, and the
+    world's own adapter is left as it is."""
+    import hashlib
+
+    def digests():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in adapter.iterdir()}
+
+    work, adapter = trained
+    before = digests()
+    messages = []
+    rows = train_world_pulid_ablation(
+        world.folder,
+        work,
+        False,
+        n_images=6,
+        overrides=TINY,
+        stage_overrides={1: {"steps": 2}, 2: {"steps": 2}, 3: {"steps": 2}},
+        log=messages.append,
+    )
+    assert list(rows) == ["diffusion-only", "naive-id", "accurate-id", "alignment"]
+    assert [rows[r].name for r in rows] == ["stage1", "stage2-naive", "stage2", "stage3"]
+    assert sum("done earlier" in m for m in messages) == 3
+    naive = json.loads((rows["naive-id"] / "pulid.json").read_text())
+    assert naive["config"]["id_loss_branch"] == "one-step" and naive["trained"]["stage"] == 2
+    log = (rows["naive-id"] / "train_log.jsonl").read_text().splitlines()
+    assert all("id" in json.loads(line) for line in log)
+    assert digests() == before

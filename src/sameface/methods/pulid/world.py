@@ -110,9 +110,8 @@ def train_world_pulid(
         The adapter folder `WORLD/pulid`.
     """
     from ...models.clip_vision import ClipVision
-    from ...world.recipes import record_time, render_face_dataset
+    from ...world.recipes import render_face_dataset
     from ...world.world import World
-    from .train import train
 
     world = World.load(world_dir)
     work = Path(out) if out is not None else world.folder / ".pulid"
@@ -120,25 +119,90 @@ def train_world_pulid(
     t0 = time.perf_counter()
     render_face_dataset(world, data, n_images, seed, progress=progress, desc="render PuLID data")
     log(f"[data] {n_images} portraits in {data} ({time.perf_counter() - t0:.0f} s)")
-    base = world.base
     vision = ClipVision.load(world.folder / "clip")
     folder = None
     for stage in stages:
         settings = (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
         cfg = world_pulid_config(world, stage, **settings)
-        init = _previous_stage(work, stage)
         folder = work / f"stage{stage}"
-        if _finished(folder, cfg):
-            log(f"[stage {stage}] done earlier")
-            continue
-        t0 = time.perf_counter()
-        train(data, base, cfg, folder, vision=vision, init_from=init, progress=progress)
-        seconds = time.perf_counter() - t0
-        record_time(work, f"stage{stage}", seconds, steps=cfg.steps, batch_size=cfg.batch_size)
-        log(f"[stage {stage}] {cfg.steps} steps in {seconds:.0f} s -> {folder}")
+        _train_stage(cfg, data, world, vision, folder, _previous_stage(work, stage), progress, log)
     if folder is None:
         raise SamefaceError("no stage to train: pass stages=(1, 2, 3)")
     return publish_adapter(folder, world.folder)
+
+
+def _train_stage(cfg, data, world, vision, folder: Path, init, progress, log) -> Path:
+    """Train one stage into `folder` (skipped when done, resumed when interrupted)."""
+    from ...world.recipes import record_time
+    from .train import train
+
+    if _finished(folder, cfg):
+        log(f"[{folder.name}] done earlier")
+        return folder
+    t0 = time.perf_counter()
+    train(data, world.base, cfg, folder, vision=vision, init_from=init, progress=progress)
+    seconds = time.perf_counter() - t0
+    record_time(folder.parent, folder.name, seconds, steps=cfg.steps, batch_size=cfg.batch_size)
+    log(f"[{folder.name}] stage {cfg.stage}, {cfg.steps} steps in {seconds:.0f} s -> {folder}")
+    return folder
+
+
+ABLATION_ROWS: tuple[tuple[str, str, int, str | None, dict], ...] = (
+    ("diffusion-only", "stage1", 1, None, {}),
+    ("naive-id", "stage2-naive", 2, "stage1", {"id_loss_branch": "one-step"}),
+    ("accurate-id", "stage2", 2, "stage1", {}),
+    ("alignment", "stage3", 3, "stage2", {}),
+)
+"""PuLID's ablation (arXiv 2404.16022, §4.3): (row, folder under the work folder, stage, the
+folder it starts from, settings). Stage 1 is the diffusion loss only; the naive row adds an
+ID loss on the step's one-step x̂0; the accurate row the paper's ID loss on the few-step
+branch (stage 2); the last adds the alignment loss (stage 3). The three rows of the plain
+recipe are the folders `train_world_pulid` writes, so each is trained once."""
+
+
+def train_world_pulid_ablation(
+    world_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    *,
+    n_images: int = DEFAULT_IMAGES,
+    seed: int = 0,
+    overrides: dict | None = None,
+    stage_overrides: dict[int, dict] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Train the rows of PuLID's ablation in the world; the world's own adapter is untouched.
+
+    Args:
+        world_dir: the world folder (default: `resolve_world`).
+        out: work folder (default `WORLD/.pulid`, shared with `train_world_pulid`).
+        progress: progress bars.
+        n_images: training portraits.
+        seed: data and training seed.
+        overrides: PuLID settings over `PRESET` for every row.
+        stage_overrides: more settings per stage (e.g. {1: {"steps": 800}}).
+        log: where one-line messages go.
+
+    Returns:
+        {row: its trained PuLID folder}, in `ABLATION_ROWS` order.
+    """
+    from ...models.clip_vision import ClipVision
+    from ...world.recipes import render_face_dataset
+    from ...world.world import World
+
+    world = World.load(world_dir)
+    work = Path(out) if out is not None else world.folder / ".pulid"
+    data = work / "data"
+    render_face_dataset(world, data, n_images, seed, progress=progress, desc="render PuLID data")
+    vision = ClipVision.load(world.folder / "clip")
+    rows = {}
+    for row, name, stage, start, extra in ABLATION_ROWS:
+        settings = (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
+        settings |= extra
+        cfg = world_pulid_config(world, stage, **settings)
+        init = None if start is None else work / start
+        rows[row] = _train_stage(cfg, data, world, vision, work / name, init, progress, log)
+    return rows
 
 
 def _previous_stage(work: Path, stage: int) -> Path | None:
