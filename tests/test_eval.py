@@ -43,6 +43,8 @@ def test_pure_metrics():
         and normalise(None, 0, 1) is None
     )
     assert normalise(0.1, 0.3, 0.8) == pytest.approx(-0.4)  # below the floor stays visible
+    # A range narrower than MIN_NORM_RANGE, or inverted, has no meaningful scale.
+    assert normalise(0.5, 0.3, 0.305) is None and normalise(0.5, 0.8, 0.3) is None
     e = np.eye(3, dtype=np.float32)
     assert mean_pairwise(e) == 0.0 and mean_pairwise(e[:1]) is None
     assert mean_pairwise(np.stack([e[0], e[0]])) == pytest.approx(1.0)

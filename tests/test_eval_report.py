@@ -265,7 +265,8 @@ def test_write_report(tmp_path):
     summary_rows = [r for r in rows if "(n=" in r and r.split("|")[1].strip() in
                     {"none (no identity)", *METHODS}]  # fmt: skip
     assert [r.split("|")[1].strip() for r in summary_rows[:3]] == ["none (no identity)", *METHODS]
-    assert " ± " in md and "—" in md  # intervals; all-null id_norm shows a dash
+    assert " ± " in md and "—" in md  # intervals, and dashes where nothing was measured
+    assert "| not meaningful |" in summary  # images, but no usable normalisation range
     assert "could not be read" in md  # the truncated line is reported
     assert "`an oil painting of <id> \\| museum`" in md  # prompt as code, pipe escaped
     gain = md.split("## Gain over the no-identity baseline")[1].split("\n## ")[0]
@@ -343,3 +344,28 @@ def test_empty_or_missing_results_raise(tmp_path):
     (run / "run.json").write_text("{not json")
     with pytest.raises(ArtifactError, match=r"run\.json"):
         write_report(run)
+
+
+def test_clip_t_is_left_out_where_it_cannot_tell_a_copy_from_the_prompt(tmp_path):
+    """CLIP-T's columns show only when the no-identity images beat a copied reference photo
+    by CLIP_T_MIN_SEPARATION; otherwise the report says why they are missing."""
+    from sameface.eval.report.sections import CLIP_T_MIN_SEPARATION
+
+    run = _make_run(tmp_path, truncated=False, methods=["copy-reference", "textual-inversion"])
+    md = write_report(run)[0].read_text()  # both rows draw CLIP-T from the same range
+    assert "CLIP-T, text\\_norm and the aggregate are left out" in md
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    gain = md.split("## Gain over the no-identity baseline")[1].split("\n## ")[0]
+    headers = [line for line in summary.splitlines() if line.startswith("| method |")]
+    assert len(headers) == 3 and not any(
+        k in h for h in headers for k in ("CLIP-T", "text\\_norm", "aggregate")
+    )
+    assert "Δ CLIP-T" not in gain
+
+    lines = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+    for r in lines:
+        if r.get("method") == "copy-reference" and r["type"] == "image":
+            r["clip_t"] -= 2 * CLIP_T_MIN_SEPARATION + 0.2  # now far below the prompt's images
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    md = write_report(run)[0].read_text()
+    assert "are left out" not in md and "Δ CLIP-T" in md

@@ -21,15 +21,20 @@ def aggregate_score(clip: float, face: float) -> float:
     return (1.0 + clip) * (1.0 + face)
 
 
+MIN_NORM_RANGE = 0.01
+"""The narrowest (max − min) a normalised score divides by, in cosine units. Narrower, an
+image's noise of a few hundredths becomes ±1 and more (seen in the world: the normalised
+text score's intervals spanned ±1.6 where the reference photos' and the base images' CLIP-T
+nearly coincided), and an inverted range (min above max) reverses the scale: both make the
+score undefined (None; reports say "not meaningful")."""
+
+
 def normalise(score: float | None, low: float | None, high: float | None) -> float | None:
-    """score_norm = (score − score_min) / (score_max − score_min) (seed 002, appendix); None if undefined."""
-    if (
-        score is None
-        or low is None
-        or high is None
-        or not np.isfinite(high - low)
-        or abs(high - low) < 1e-8
-    ):
+    """score_norm = (score − score_min) / (score_max − score_min) (seed 002, appendix); None
+    when undefined, including a range narrower than `MIN_NORM_RANGE` or inverted."""
+    if score is None or low is None or high is None or not np.isfinite(high - low):
+        return None
+    if high - low < MIN_NORM_RANGE:
         return None
     return float((score - low) / (high - low))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..metrics import MIN_NORM_RANGE
 from ..stats import Summary, paired_gain, summarise
 from .document import _N, _Bullets, _Code, _Heading, _Image, _Para, _Table
 from .format import (
@@ -159,6 +160,9 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
         columns.pop("context_accuracy")
     if not any(summaries[m]["personalize_peak_mem_mb"].n for m in run.methods):
         columns.pop("personalize_peak_mem_mb")
+    if not _clip_t_shown(summaries):
+        for key in _CLIP_T_KEYS:
+            columns.pop(key)
     blocks: list = [
         _Heading(2, "Summary"),
         _Para(
@@ -169,6 +173,7 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
                 "seeds and treated as independent, so the intervals are on the optimistic side."
             ]
         ),
+        *_clip_t_note(summaries),
     ]
     for title, keys in _SUMMARY_GROUPS:
         keys = [k for k in keys if k in columns]
@@ -177,7 +182,9 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
             row = [_label(m)]
             for key in keys:
                 v = _fmt_interval(summaries[m][key], columns[key][1])
-                row.append(v if v == _DASH else [v, _N(summaries[m][key].n)])
+                if v == _DASH and key in ("id_norm", "text_norm") and summaries[m]["clip_t"].n:
+                    v = _NOT_MEANINGFUL  # images, but every range was degenerate
+                row.append(v if v in (_DASH, _NOT_MEANINGFUL) else [v, _N(summaries[m][key].n)])
             rows.append(row)
         header = ["method", *[columns[k][0] for k in keys]]
         blocks += [
@@ -202,8 +209,12 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
                 [
                     "id_norm: face similarity rescaled so that 0 is the baseline's and 1 the "
                     "reference photos' self-similarity; text_norm: CLIP-T rescaled so that 0 "
-                    "is the reference photos' and 1 the baseline's (FeedFace). Aggregate = "
-                    "(1 + CLIP-T)(1 + face sim, misses = 0) (textual-inversion paper, eq. 4)."
+                    "is the reference photos' and 1 the baseline's (FeedFace). A prompt whose "
+                    f"range is narrower than {MIN_NORM_RANGE:g} (or inverted) gives no "
+                    "normalised score: dividing by it would blow noise up into huge intervals; "
+                    f"'{_NOT_MEANINGFUL}' marks a row where no prompt had a usable range. "
+                    "Aggregate = (1 + CLIP-T)(1 + face sim, misses = 0) (textual-inversion "
+                    "paper, eq. 4)."
                 ],
                 [
                     "The ",
@@ -216,6 +227,49 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
         )
     )
     return blocks + _seed_spread_blocks(run, summaries)
+
+
+_NOT_MEANINGFUL = "not meaningful"
+
+CLIP_T_MIN_SEPARATION = 0.05
+"""How far (in CLIP-T) the no-identity images must score above a copied reference photo for
+CLIP-T to be shown: below it the instrument cannot tell following the prompt from copying
+the photo (the world's first CLIP: 0.204 against 0.185), and its columns are left out."""
+
+_CLIP_T_KEYS = ("clip_t", "text_norm", "aggregate")
+
+
+def clip_t_separation(summaries: Mapping[str, Mapping[str, Summary]]) -> float | None:
+    """CLIP-T of the no-identity images minus a copied reference photo's; None when the run
+    has not both rows (then nothing says the instrument fails, and CLIP-T is shown)."""
+    if BASELINE not in summaries or "copy-reference" not in summaries:
+        return None
+    none, copy = summaries[BASELINE]["clip_t"], summaries["copy-reference"]["clip_t"]
+    if not (none.n and copy.n):
+        return None
+    return none.mean - copy.mean
+
+
+def _clip_t_shown(summaries: Mapping[str, Mapping[str, Summary]]) -> bool:
+    margin = clip_t_separation(summaries)
+    return margin is None or margin >= CLIP_T_MIN_SEPARATION
+
+
+def _clip_t_note(summaries: Mapping[str, Mapping[str, Summary]]) -> list:
+    """A paragraph saying why CLIP-T is left out (nothing when it is shown)."""
+    if _clip_t_shown(summaries):
+        return []
+    margin = clip_t_separation(summaries)
+    return [
+        _Para(
+            [
+                f"CLIP-T, text_norm and the aggregate are left out: in this run the "
+                f"no-identity images score only {margin:+.3f} CLIP-T above a copied reference "
+                f"photo (the bar is {CLIP_T_MIN_SEPARATION:g}), so this CLIP cannot tell an "
+                "image that follows the prompt from a copy of the photo."
+            ]
+        )
+    ]
 
 
 _SPREAD_METRICS = (
@@ -286,6 +340,8 @@ def _glance_blocks(
     if BASELINE not in run.methods or not others:
         return blocks
     has_context = any(summaries[m]["context_accuracy"].n for m in run.methods)
+    if not has_context and not _clip_t_shown(summaries):
+        return [*blocks, *_clip_t_note(summaries)]  # no instrument for the prompt's side
     prompt_key, prompt_label = (
         ("context_accuracy", "context kept (context acc.)")
         if has_context
@@ -347,7 +403,7 @@ _GAIN_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _gain_blocks(run: RunData) -> list:
+def _gain_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]) -> list:
     """Each method minus the no-identity baseline, paired by identity, prompt and seed.
 
     `known-by-name` is left out: its face similarity is against another person's photos.
@@ -359,6 +415,7 @@ def _gain_blocks(run: RunData) -> list:
         (k, label)
         for k, label in _GAIN_COLUMNS
         if any(_finite(r.get(k)) for r in run.images if r["method"] == BASELINE)
+        and (k not in _CLIP_T_KEYS or _clip_t_shown(summaries))
     ]
     header = ["method", *[label for _, label in columns], "identities with higher face sim"]
     rows = []

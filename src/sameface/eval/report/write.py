@@ -58,7 +58,7 @@ def write_report(
         blocks.append(_Para([f"Note: {note}"]))
     # What a person looks for first (the pictures, the answer), then the evidence, then how.
     blocks += _glance_blocks(run, summaries, grids)
-    blocks += _gain_blocks(run)
+    blocks += _gain_blocks(run, summaries)
     blocks += _summary_blocks(run, summaries)
     blocks += [
         _Heading(2, "Fidelity vs editability"),
