@@ -129,6 +129,10 @@ def _world_setup(args, world, suite, methods):
         method_settings=method_settings(args.set),
         base_spec=args.base,
     )
+    if args.celeb_bank:  # instead of the world's own (WORLD/celebs)
+        from ..data.celebs import CelebrityBank
+
+        settings.bank = CelebrityBank.load(args.celeb_bank)
     return world_evaluator(world), settings
 
 
@@ -234,7 +238,10 @@ def add_parsers(sub, common) -> None:
         f"{DEFAULT_CLIP}; not with --world); 'tiny-random' for plumbing tests (meaningless scores)",
     )
     p.add_argument(
-        "--celeb-bank", metavar="DIR", help="celebrity bank for textual inversion's id init"
+        "--celeb-bank",
+        metavar="DIR",
+        help="celebrity bank for textual inversion's id/rand2 inits (with --world: default the "
+        "world's own, WORLD/celebs, when it has one)",
     )
     p.add_argument(
         "--set",
