@@ -113,6 +113,25 @@ def test_world_suites_resolve_with_a_world_only(world, tmp_path):
         load_suite(SUITES / "world-1ref.yaml")
 
 
+def test_the_papers_tables_suites_declare_every_row_they_run(world):
+    """The ablation suites: each row a declared variant, textual inversion's Table 1 grid
+    complete (3 inits x 3 parameterisations, 3 training seeds, the paper's Adam betas)."""
+    from sameface.eval.suite import load_suite
+    from sameface.eval.variants import method_runs
+
+    people = world.reference_people()
+    table1 = load_suite(SUITES / "world-ti-table1.yaml", people)
+    grid = {(table1.methods[r]["init"], table1.methods[r]["reparam_base"]) for r in table1.run}
+    assert grid == {(i, a) for i in ("face", "rand2", "id") for a in (None, "e", 2.0)}
+    assert table1.training_seeds == [0, 1, 2] and table1.num_inference_steps == 50
+    assert table1.methods["textual-inversion"]["adam_betas"] == [0.9, 0.98]
+    quick = load_suite(SUITES / "world-ti-table1-quick.yaml", people)
+    assert quick.methods == table1.methods and quick.run == table1.run
+    for name in ("world-ti-table1", "world-ti-curves", "world-pulid-ablation"):
+        suite = load_suite(SUITES / f"{name}.yaml", people)
+        assert len(method_runs(suite.run, suite.methods)) == len(suite.run) > 1
+
+
 def test_every_baseline_is_recorded_with_context_accuracy(bench_run):
     from sameface.world.captions import parse_caption
     from sameface.world.faces import context_accuracy
