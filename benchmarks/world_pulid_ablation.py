@@ -72,6 +72,12 @@ def main() -> int:
     p.add_argument("--images", type=int, help="training portraits (default the recipe's)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = p.parse_args()
+    # The bench runs from the repository root: every path the caller gave, made absolute.
+    for name in ("out", "suite", "work"):
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
+    if args.world:
+        args.world = str(Path(args.world).resolve())
 
     from sameface.methods.pulid.world import DEFAULT_IMAGES, train_world_pulid_ablation
 

@@ -208,3 +208,35 @@ def test_bench_takes_variant_labels_and_names_unknown_methods():
         parse_methods("nope@a")
     with pytest.raises(SamefaceError, match="variant name"):
         parse_methods("pulid@a/b")
+
+
+def test_training_seeds_are_not_counted_as_more_images():
+    """Three training seeds' images of one cell are one sample in the interval (their mean)."""
+    from sameface.eval.stats import paired_gain, summarise
+
+    recs = [
+        {
+            "type": "image",
+            "method": "none",
+            "identity": "p",
+            "prompt_index": 0,
+            "seed": s,
+            "clip_t": 0.0,
+        }
+        for s in (0, 1)
+    ] + [
+        {
+            "type": "image",
+            "method": "m",
+            "identity": "p",
+            "prompt_index": 0,
+            "seed": s,
+            "training_seed": t,
+            "clip_t": 0.1 * t + s,
+        }
+        for s in (0, 1)
+        for t in (0, 1, 2)
+    ]
+    assert summarise(recs, "m")["clip_t"].n == 2  # six images, two cells
+    gain = paired_gain(recs, "m", "clip_t")
+    assert gain.n == 2 and gain.mean == pytest.approx((0.1 + 1.1) / 2)

@@ -108,7 +108,7 @@ def test_world_suites_resolve_with_a_world_only(world, tmp_path):
     assert all(len(i.photos) == 1 for i in one.identities)
     assert all(len(i.photos) == 4 for i in four.identities)
     assert len(one.prompts) == 8 and one.seeds == [0, 1] and one.num_inference_steps == 30
-    assert one.methods == {"textual-inversion": {"steps": 400}}
+    assert one.methods == {"textual-inversion": {"steps": 400, "init": "face"}}
     with pytest.raises(SamefaceError, match="needs a world"):
         load_suite(SUITES / "world-1ref.yaml")
 

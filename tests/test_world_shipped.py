@@ -94,3 +94,20 @@ def test_known_people_are_drawn_by_name(world):
     other = np.nanmean(sims[~np.eye(8, dtype=bool)])
     assert own > other + OWN_MARGIN, (own, other)
     assert np.nanmean(np.nanargmax(np.nan_to_num(sims, nan=-2), axis=1) == np.arange(8)) >= MIN_TOP1
+
+
+def test_the_shipped_celebrity_bank_is_the_worlds_known_people(world):
+    """WORLD/celebs (`sameface celebs build --world --max-names 400`): known people the base
+    draws consistently, in the world recogniser's space, so textual inversion's `id` init
+    finds a reference person's nearest known name."""
+    from sameface.identity import Identity
+
+    bank = world.celebrity_bank
+    known, _ = world.people
+    assert len(bank) >= 100 and set(bank.names) <= set(known.names[:400])
+    assert bank.recognizer_name == world.recognizer.describe()["name"]
+    assert bank.meta["source"] == "base-model:../base"  # no machine's paths shipped
+    photos = next(iter(world.reference_people().values()))
+    identity = Identity.from_images(photos[:1], analyzer=world.analyzer(), square_expand=None)
+    name, similarity = bank.nearest(identity, k=1)[0]
+    assert name in bank.names and -1 <= similarity <= 1

@@ -61,6 +61,7 @@ def cmd_bench(args) -> int:
         raise ValueError("give the base model with --base MODEL, or use --world [DIR]")
     suite = load_suite(args.suite, world.reference_people() if world is not None else None)
     methods = parse_methods(args.methods) if args.methods else parse_methods(",".join(suite.run))
+    _check_rows(methods, suite, method_settings(args.set))
     ctx = distributed_context()
     if ctx.num_processes == 1:  # fail now, not after loading models; the runner holds the lock
         FolderLock(args.out, "sameface bench").acquire().release()
@@ -84,6 +85,19 @@ def cmd_bench(args) -> int:
         md, html = write_report(out)
         print(f"results: {out / 'results.jsonl'}\nreport: {md}\n        {html}")
     return 0
+
+
+def _check_rows(methods: list[str], suite, sets: dict) -> None:
+    """Fail before any model loads: an undeclared variant, or `--set` for a row not run."""
+    from ..eval.variants import method_of, method_runs
+
+    method_runs(methods, suite.methods)
+    unused = [k for k in sets if k not in methods and k not in {method_of(m) for m in methods}]
+    if unused:
+        raise ValueError(
+            f"--set names {', '.join(unused)}, which this run does not run "
+            f"(rows: {', '.join(methods) or 'only the baselines'})"
+        )
 
 
 def _load_world(args):
@@ -128,12 +142,15 @@ def _world_setup(args, world, suite, methods):
         known_people=args.known_people or len(suite.identities),
         method_settings=method_settings(args.set),
         base_spec=args.base,
+        bank=_celeb_bank(args),  # None: the world's own (WORLD/celebs), when it has one
     )
-    if args.celeb_bank:  # instead of the world's own (WORLD/celebs)
-        from ..data.celebs import CelebrityBank
-
-        settings.bank = CelebrityBank.load(args.celeb_bank)
     return world_evaluator(world), settings
+
+
+def _celeb_bank(args):
+    from ..data.celebs import CelebrityBank
+
+    return CelebrityBank.load(args.celeb_bank) if args.celeb_bank else None
 
 
 def _plain_setup(args, methods, device):
@@ -155,11 +172,7 @@ def _plain_setup(args, methods, device):
     analyzer = FaceAnalyzer(recognizer, recognizer_kwargs=recognizer_kwargs(args))
     clip_spec = args.clip or DEFAULT_CLIP
     clip = tiny_clip() if clip_spec == "tiny-random" else ClipScorer.load(clip_spec, device=device)
-    bank = None
-    if args.celeb_bank:
-        from ..data.celebs import CelebrityBank
-
-        bank = CelebrityBank.load(args.celeb_bank)
+    bank = _celeb_bank(args)
     settings = BenchSettings(
         methods=methods,
         base_spec=args.base,

@@ -7,7 +7,10 @@ the images where it is defined and its `n` says how many those were.
 
 The intervals treat every image as an independent sample (seeds, prompts and identities
 pooled). Images of one identity or one prompt are correlated, so the intervals are on the
-optimistic side; they are for telling noise from signal at a glance, not for a paper.
+optimistic side; they are for telling noise from signal at a glance, not for a paper. A row
+personalised once per training seed has one image per seed for each (identity, prompt,
+seed) cell; those are averaged into one value per cell first, so retraining does not count
+as more samples (the spread between training seeds is reported on its own).
 """
 
 from __future__ import annotations
@@ -297,7 +300,7 @@ def summarise(
         )
     }
     for key in IMAGE_METRICS:
-        out[key] = mean_ci95(r.get(key) for r in images)
+        out[key] = mean_ci95(_per_cell(images, key).values())
     out["personalize_time_s"] = mean_ci95(r.get("time_s") for r in personalize)
     out["personalize_peak_mem_mb"] = mean_ci95(r.get("peak_mem_mb") for r in personalize)
     return out
@@ -319,21 +322,39 @@ def paired_gain(
     where either value is missing are left out.
     """
 
-    def pair_key(r: Mapping[str, Any]) -> tuple:
-        return (r.get("identity"), r.get("prompt_index"), r.get("seed"))
-
     floor: dict[tuple, Any] = {}
     mine: list[Mapping[str, Any]] = []
     for r in records:
         if r.get("type") != "image" or (identity is not None and r.get("identity") != identity):
             continue
         if r.get("method") == baseline:
-            floor.setdefault(pair_key(r), r.get(key))
+            floor.setdefault(_cell(r), r.get(key))
         elif r.get("method") == method:
             mine.append(r)
     diffs = []
-    for r in mine:
-        a, b = _finite([r.get(key)]), _finite([floor.get(pair_key(r))])
-        if a and b:
-            diffs.append(a[0] - b[0])
+    for cell, value in _per_cell(mine, key).items():
+        b = _finite([floor.get(cell[-3:])])
+        if b:
+            diffs.append(value - b[0])
     return mean_ci95(diffs)
+
+
+def _cell(r: Mapping[str, Any]) -> tuple:
+    """An image's (identity, prompt, seed): what pairs it with the baseline's image."""
+    return (r.get("identity"), r.get("prompt_index"), r.get("seed"))
+
+
+def _per_cell(images: Iterable[Mapping[str, Any]], key: str) -> dict[tuple, float]:
+    """{cell: mean of `key` over the cell's finite values}: one value per image, except for a
+    row trained with several seeds, whose images of one cell (one per seed) are averaged."""
+    cells: dict[tuple, list] = {}
+    for i, r in enumerate(images):
+        # Only a training seed's image shares its cell; any other image is its own sample.
+        cell = _cell(r) if r.get("training_seed") is not None else ("image", i, *_cell(r))
+        cells.setdefault(cell, []).append(r.get(key))
+    out = {}
+    for cell, values in cells.items():
+        xs = _finite(values)
+        if xs:
+            out[cell] = math.fsum(xs) / len(xs)
+    return out

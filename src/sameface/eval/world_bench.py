@@ -81,6 +81,7 @@ def world_settings(
     known_people: int,
     method_settings: dict | None = None,
     base_spec: str | None = None,
+    bank: Any = None,
 ) -> BenchSettings:
     """Bench settings for a run in `world` (renders the known people's references into the run).
 
@@ -89,28 +90,29 @@ def world_settings(
         out_dir: the run folder; the known references go to `out_dir/known_references/`.
         methods: the rows to run (method names and `method@variant` labels).
         known_people: how many known people the "known-by-name" baseline cycles through.
-        method_settings: per-method overrides, on top of what the world supplies.
+        method_settings: per-method (or per-label) overrides, on top of the suite's.
         base_spec: how the base model was given (default: the world's `base/` folder).
+        bank: a celebrity bank instead of the world's own (`World.celebrity_bank`).
     """
     from .variants import method_of
 
     known = world.render_known_references(Path(out_dir) / KNOWN_REFERENCES, max(1, known_people))
     names = list(dict.fromkeys(method_of(label) for label in methods))
-    settings = world_method_settings(world, names)
-    defaults = {name: world_defaults(world, name) for name in names}
-    for name, values in (method_settings or {}).items():
-        settings[name] = settings.get(name, {}) | values
+    # What the world supplies (its trained parts, the world itself) sits under the suite's
+    # settings, so a suite's variant can name another adapter.
+    recipes = world_method_settings(world, names)
+    defaults = {name: world_defaults(world, name) | recipes.get(name, {}) for name in names}
     return BenchSettings(
         methods=methods,
         base_spec=base_spec or str(Path(world.folder) / "base"),
-        method_settings=settings,
+        method_settings=dict(method_settings or {}),
         method_defaults=defaults,
         identity_recognizer=IDENTITY_RECOGNIZER,
         identity_analyzer=world.analyzer(),
         identity_square_expand=None,
         known_people=known,
         extra_baselines=EXTRA_BASELINES,
-        bank=world.celebrity_bank,
+        bank=bank if bank is not None else world.celebrity_bank,
     )
 
 

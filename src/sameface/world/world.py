@@ -118,8 +118,8 @@ class World:
         """The bank of the world's known people (`sameface celebs build --world --out
         WORLD/celebs`): textual inversion's `id` and `rand2` inits; None when not built."""
         folder = self.folder / CELEBS
-        if not folder.is_dir():
-            return None
+        if not (folder / "bank.json").is_file():
+            return None  # none, or a build still under way (only its parts/ so far)
         from ..data.celebs import CelebrityBank
 
         return CelebrityBank.load(folder)

@@ -182,8 +182,8 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
             row = [_label(m)]
             for key in keys:
                 v = _fmt_interval(summaries[m][key], columns[key][1])
-                if v == _DASH and key in ("id_norm", "text_norm") and summaries[m]["clip_t"].n:
-                    v = _NOT_MEANINGFUL  # images, but every range was degenerate
+                if v == _DASH and key in ("id_norm", "text_norm") and _recorded(run, m, key):
+                    v = _NOT_MEANINGFUL  # recorded for its images, but every range degenerate
                 row.append(v if v in (_DASH, _NOT_MEANINGFUL) else [v, _N(summaries[m][key].n)])
             rows.append(row)
         header = ["method", *[columns[k][0] for k in keys]]
@@ -239,6 +239,11 @@ the photo (the world's first CLIP: 0.204 against 0.185), and its columns are lef
 _CLIP_T_KEYS = ("clip_t", "text_norm", "aggregate")
 
 
+def _recorded(run: RunData, method: str, key: str) -> bool:
+    """Whether the method's records carry `key` at all (older runs may not)."""
+    return any(key in r for r in run.images if r["method"] == method)
+
+
 def clip_t_separation(summaries: Mapping[str, Mapping[str, Summary]]) -> float | None:
     """CLIP-T of the no-identity images minus a copied reference photo's; None when the run
     has not both rows (then nothing says the instrument fails, and CLIP-T is shown)."""
@@ -285,7 +290,12 @@ def _seed_spread_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summa
     interval over images (the paper trains every setting three times)."""
     from ..variants import training_seed_spread
 
-    metrics = [(k, t) for k, t in _SPREAD_METRICS if any(summaries[m][k].n for m in run.methods)]
+    metrics = [
+        (k, t)
+        for k, t in _SPREAD_METRICS
+        if any(summaries[m][k].n for m in run.methods)
+        and (k not in _CLIP_T_KEYS or _clip_t_shown(summaries))
+    ]
     rows = []
     for m in run.methods:
         spreads = [training_seed_spread(run.images, m, k) for k, _ in metrics]
