@@ -240,3 +240,15 @@ def test_training_seeds_are_not_counted_as_more_images():
     assert summarise(recs, "m")["clip_t"].n == 2  # six images, two cells
     gain = paired_gain(recs, "m", "clip_t")
     assert gain.n == 2 and gain.mean == pytest.approx((0.1 + 1.1) / 2)
+
+
+def test_a_row_with_training_seeds_is_a_fair_baseline_too():
+    """Row against row, both trained with seeds: each side's cell is its seeds' mean."""
+    from sameface.eval.stats import paired_gain
+
+    def rec(method, t, value):
+        return {"type": "image", "method": method, "identity": "p", "prompt_index": 0,
+                "seed": 0, "training_seed": t, "clip_t": value}  # fmt: skip
+
+    recs = [rec("a", 0, 0.0), rec("a", 1, 1.0), rec("b", 0, 0.5), rec("b", 1, 0.7)]
+    assert paired_gain(recs, "b", "clip_t", baseline="a").mean == pytest.approx(0.6 - 0.5)

@@ -322,20 +322,20 @@ def paired_gain(
     where either value is missing are left out.
     """
 
-    floor: dict[tuple, Any] = {}
+    floor: dict[tuple, list] = {}
     mine: list[Mapping[str, Any]] = []
     for r in records:
         if r.get("type") != "image" or (identity is not None and r.get("identity") != identity):
             continue
-        if r.get("method") == baseline:
-            floor.setdefault(_cell(r), r.get(key))
+        if r.get("method") == baseline:  # a baseline row trained with seeds: their mean
+            floor.setdefault(_cell(r), []).append(r.get(key))
         elif r.get("method") == method:
             mine.append(r)
     diffs = []
     for cell, value in _per_cell(mine, key).items():
-        b = _finite([floor.get(cell[-3:])])
+        b = _finite(floor.get(cell[-3:], []))
         if b:
-            diffs.append(value - b[0])
+            diffs.append(value - math.fsum(b) / len(b))
     return mean_ci95(diffs)
 
 
