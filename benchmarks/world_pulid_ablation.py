@@ -2,7 +2,8 @@
 
 Trains the four rows of the paper's ablation in the world — diffusion loss only (stage 1);
 + a naive ID loss on the step's one-step x̂0 (`id_loss_branch: one-step`); + the accurate
-ID loss on the few-step branch (stage 2); + the alignment loss (stage 3) — with
+ID loss on the few-step branch (stage 2); + the alignment loss (stage 3) — and a control
+(stage 2 for as many ID-loss steps as stages 2 and 3 together) with
 `sameface.methods.pulid.world.train_world_pulid_ablation` (resumable; the rows the plain
 recipe trains are shared with `sameface world pulid`, the world's own adapter is left as it
 is), then runs `benchmarks/suites/world-pulid-ablation.yaml` with `sameface bench --world`,

@@ -244,8 +244,13 @@ def test_the_ablation_adds_the_naive_row_and_reuses_the_recipes_stages(world, tr
         stage_overrides={1: {"steps": 2}, 2: {"steps": 2}, 3: {"steps": 2}},
         log=messages.append,
     )
-    assert list(rows) == ["diffusion-only", "naive-id", "accurate-id", "alignment"]
-    assert [rows[r].name for r in rows] == ["stage1", "stage2-naive", "stage2", "stage3"]
+    assert list(rows) == [
+        "diffusion-only", "naive-id", "accurate-id", "alignment", "accurate-id-longer"
+    ]  # fmt: skip
+    names = [rows[r].name for r in rows]
+    assert names == ["stage1", "stage2-naive", "stage2", "stage3", "stage2-longer"]
+    longer = json.loads((rows["accurate-id-longer"] / "pulid.json").read_text())["trained"]
+    assert (longer["stage"], longer["steps"]) == (2, 2 + 2)  # stage 2's and stage 3's steps
     assert sum("done earlier" in m for m in messages) == 3
     naive = json.loads((rows["naive-id"] / "pulid.json").read_text())
     assert naive["config"]["id_loss_branch"] == "one-step" and naive["trained"]["stage"] == 2

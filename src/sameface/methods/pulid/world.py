@@ -147,16 +147,21 @@ def _train_stage(cfg, data, world, vision, folder: Path, init, progress, log) ->
     return folder
 
 
+_STAGES_2_AND_3 = "as many ID-loss steps as stages 2 and 3 together"
+
 ABLATION_ROWS: tuple[tuple[str, str, int, str | None, dict], ...] = (
     ("diffusion-only", "stage1", 1, None, {}),
     ("naive-id", "stage2-naive", 2, "stage1", {"id_loss_branch": "one-step"}),
     ("accurate-id", "stage2", 2, "stage1", {}),
     ("alignment", "stage3", 3, "stage2", {}),
+    ("accurate-id-longer", "stage2-longer", 2, "stage1", {"steps": _STAGES_2_AND_3}),
 )
 """PuLID's ablation (arXiv 2404.16022, §4.3): (row, folder under the work folder, stage, the
 folder it starts from, settings). Stage 1 is the diffusion loss only; the naive row adds an
 ID loss on the step's one-step x̂0; the accurate row the paper's ID loss on the few-step
-branch (stage 2); the last adds the alignment loss (stage 3). The three rows of the plain
+branch (stage 2); the alignment row adds the alignment loss (stage 3). Stage 3 also trains
+the ID loss for its steps, so a control row, stage 2 for as many ID-loss steps as stages 2
+and 3 together, tells what the alignment loss itself does. The three rows of the plain
 recipe are the folders `train_world_pulid` writes, so each is trained once."""
 
 
@@ -195,10 +200,17 @@ def train_world_pulid_ablation(
     data = work / "data"
     render_face_dataset(world, data, n_images, seed, progress=progress, desc="render PuLID data")
     vision = ClipVision.load(world.folder / "clip")
+
+    def settings_of(stage: int) -> dict:
+        return (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
+
     rows = {}
     for row, name, stage, start, extra in ABLATION_ROWS:
-        settings = (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
-        settings |= extra
+        settings = settings_of(stage) | extra
+        if settings.get("steps") == _STAGES_2_AND_3:
+            settings["steps"] = sum(
+                world_pulid_config(world, s, **settings_of(s)).steps for s in (2, 3)
+            )
         cfg = world_pulid_config(world, stage, **settings)
         init = None if start is None else work / start
         rows[row] = _train_stage(cfg, data, world, vision, work / name, init, progress, log)
