@@ -349,7 +349,7 @@ def test_empty_or_missing_results_raise(tmp_path):
 def test_clip_t_is_left_out_where_it_cannot_tell_a_copy_from_the_prompt(tmp_path):
     """CLIP-T's columns show only when the no-identity images beat a copied reference photo
     by CLIP_T_MIN_SEPARATION; otherwise the report says why they are missing."""
-    from sameface.eval.report.sections import CLIP_T_MIN_SEPARATION
+    from sameface.eval.metrics import CLIP_T_MIN_SEPARATION
 
     run = _make_run(tmp_path, truncated=False, methods=["copy-reference", "textual-inversion"])
     md = write_report(run)[0].read_text()  # both rows draw CLIP-T from the same range
@@ -369,3 +369,21 @@ def test_clip_t_is_left_out_where_it_cannot_tell_a_copy_from_the_prompt(tmp_path
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     md = write_report(run)[0].read_text()
     assert "are left out" not in md and "Δ CLIP-T" in md
+
+
+def test_the_demos_table_follows_the_clip_t_rule(tmp_path):
+    from sameface.demo import DemoResult
+
+    def rows(copy_clip_t):
+        return [
+            {"method": "none", "id_similarity": 0.0, "context_accuracy": 0.9, "clip_t": 0.30},
+            {"method": "copy-reference", "id_similarity": 1.0, "context_accuracy": 0.3,
+             "clip_t": copy_clip_t},
+            {"method": "textual-inversion", "id_similarity": 0.4, "context_accuracy": 0.8,
+             "clip_t": 0.29},
+        ]  # fmt: skip
+
+    hidden = DemoResult(tmp_path, tmp_path / "r.html", "p", [], rows=rows(0.28)).table()
+    assert "CLIP-T left out" in hidden and "CLIP-T " not in hidden.splitlines()[0]
+    shown = DemoResult(tmp_path, tmp_path / "r.html", "p", [], rows=rows(0.10)).table()
+    assert shown.splitlines()[0].rstrip().endswith("CLIP-T") and "left out" not in shown

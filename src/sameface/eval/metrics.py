@@ -29,6 +29,13 @@ nearly coincided), and an inverted range (min above max) reverses the scale: bot
 score undefined (None; reports say "not meaningful")."""
 
 
+CLIP_T_MIN_SEPARATION = 0.05
+"""How far (in CLIP-T) the no-identity images must score above a copied reference photo for
+CLIP-T to be shown: below it the instrument cannot tell following the prompt from copying
+the photo (the world's CLIP: 0.204 against 0.185 on a held-out suite; 0.292 against
+0.259-0.315 in 2026-11's runs), and reports leave its columns out."""
+
+
 def normalise(score: float | None, low: float | None, high: float | None) -> float | None:
     """score_norm = (score − score_min) / (score_max − score_min) (seed 002, appendix); None
     when undefined, including a range narrower than `MIN_NORM_RANGE` or inverted."""

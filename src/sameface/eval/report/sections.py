@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..metrics import MIN_NORM_RANGE
+from ..metrics import CLIP_T_MIN_SEPARATION, MIN_NORM_RANGE
 from ..stats import Summary, paired_gain, summarise
 from .document import _N, _Bullets, _Code, _Heading, _Image, _Para, _Table
 from .format import (
@@ -231,10 +231,6 @@ def _summary_blocks(run: RunData, summaries: Mapping[str, Mapping[str, Summary]]
 
 _NOT_MEANINGFUL = "not meaningful"
 
-CLIP_T_MIN_SEPARATION = 0.05
-"""How far (in CLIP-T) the no-identity images must score above a copied reference photo for
-CLIP-T to be shown: below it the instrument cannot tell following the prompt from copying
-the photo (the world's first CLIP: 0.204 against 0.185), and its columns are left out."""
 
 _CLIP_T_KEYS = ("clip_t", "text_norm", "aggregate")
 
