@@ -109,6 +109,20 @@ def train_world_pulid(
     Returns:
         The adapter folder `WORLD/pulid`.
     """
+    world, work, data, vision = _prepare(world_dir, out, n_images, seed, progress, log)
+    folder = None
+    for stage in stages:
+        settings = (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
+        cfg = world_pulid_config(world, stage, **settings)
+        folder = work / f"stage{stage}"
+        _train_stage(cfg, data, world, vision, folder, _previous_stage(work, stage), progress, log)
+    if folder is None:
+        raise SamefaceError("no stage to train: pass stages=(1, 2, 3)")
+    return publish_adapter(folder, world.folder)
+
+
+def _prepare(world_dir, out, n_images: int, seed: int, progress: bool, log) -> tuple:
+    """(world, work folder, rendered training data, the world's CLIP vision) for training."""
     from ...models.clip_vision import ClipVision
     from ...world.recipes import render_face_dataset
     from ...world.world import World
@@ -119,16 +133,7 @@ def train_world_pulid(
     t0 = time.perf_counter()
     render_face_dataset(world, data, n_images, seed, progress=progress, desc="render PuLID data")
     log(f"[data] {n_images} portraits in {data} ({time.perf_counter() - t0:.0f} s)")
-    vision = ClipVision.load(world.folder / "clip")
-    folder = None
-    for stage in stages:
-        settings = (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
-        cfg = world_pulid_config(world, stage, **settings)
-        folder = work / f"stage{stage}"
-        _train_stage(cfg, data, world, vision, folder, _previous_stage(work, stage), progress, log)
-    if folder is None:
-        raise SamefaceError("no stage to train: pass stages=(1, 2, 3)")
-    return publish_adapter(folder, world.folder)
+    return world, work, data, ClipVision.load(world.folder / "clip")
 
 
 def _train_stage(cfg, data, world, vision, folder: Path, init, progress, log) -> Path:
@@ -191,15 +196,7 @@ def train_world_pulid_ablation(
     Returns:
         {row: its trained PuLID folder}, in `ABLATION_ROWS` order.
     """
-    from ...models.clip_vision import ClipVision
-    from ...world.recipes import render_face_dataset
-    from ...world.world import World
-
-    world = World.load(world_dir)
-    work = Path(out) if out is not None else world.folder / ".pulid"
-    data = work / "data"
-    render_face_dataset(world, data, n_images, seed, progress=progress, desc="render PuLID data")
-    vision = ClipVision.load(world.folder / "clip")
+    world, work, data, vision = _prepare(world_dir, out, n_images, seed, progress, log)
 
     def settings_of(stage: int) -> dict:
         return (overrides or {}) | {"seed": seed} | (stage_overrides or {}).get(stage, {})
