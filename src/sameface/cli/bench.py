@@ -53,13 +53,12 @@ def parse_methods(text: str | None) -> list[str]:
 def cmd_bench(args) -> int:
     from ..eval.report import write_report
     from ..eval.runner import run_benchmark
-    from ..eval.suite import load_suite
     from ..training.distributed import distributed_context
 
     world = _load_world(args)
     if world is None and not args.base:
         raise ValueError("give the base model with --base MODEL, or use --world [DIR]")
-    suite = load_suite(args.suite, world.reference_people() if world is not None else None)
+    suite = _load_suite(args, world)
     methods = parse_methods(args.methods) if args.methods else parse_methods(",".join(suite.run))
     _check_rows(methods, suite, method_settings(args.set))
     ctx = distributed_context()
@@ -112,6 +111,19 @@ def _load_world(args):
     from ..world.world import World
 
     return World.load(args.world or None)
+
+
+def _load_suite(args, world):
+    """The suite, with the world's people and style references when `--world` is given."""
+    from pathlib import Path
+
+    from ..eval.style import STYLE_REFERENCES, world_style_references
+    from ..eval.suite import load_suite
+
+    if world is None:
+        return load_suite(args.suite)
+    styles = world_style_references(world, Path(args.out) / STYLE_REFERENCES)
+    return load_suite(args.suite, world.reference_people(), styles)
 
 
 def _load_base(args, world, device, dtype):

@@ -13,6 +13,10 @@ editability floor).
 Each method row may be a variant of a method (`textual-inversion@id-e`) and an optimisation
 method may be personalised once per training seed (`sameface.eval.variants`); records then
 carry `training_seed`, and images and artifacts of each seed get their own folder.
+
+A suite may give each identity a style reference (`sameface.eval.style`): a method that
+learns from one gets it; every other row gets the style in words, and records carry
+`leak_similarity`, the face's similarity to the reference's face.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 import os
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from ..errors import SamefaceError
 from ..fileio import append_jsonl, child_path, read_jsonl, write_json_atomic
 from ..locks import LOCK_FILE, FolderLock
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
+from .style import leakage, words_prompts
 from .suite import Suite
 from .variants import method_of, run_settings
 
@@ -179,6 +184,9 @@ class _Scorer:
     ref_clip: np.ndarray
     norms: dict
     baseline: dict
+    style: Any = None  # the identity's StyleReference, when the prompts name `<style>`
+    written: list[str] | None = None  # the prompts as the suite writes them (with `<style>`)
+    leak: np.ndarray | None = None  # the style reference's face embedding
 
     def add(
         self,
@@ -196,7 +204,7 @@ class _Scorer:
     ):
         """Score `img` (made for prompt `pi` and `seed`) against `reference` and record it."""
         ref = self.reference if reference is None else reference
-        rec = _score(img, self.suite.prompts[pi], self.suite, ref, self.evaluator)
+        rec = _score(img, self.suite.prompts[pi], self.suite, ref, self.evaluator, self.leak)
         rec |= {"image_path": path, "gen_time_s": secs, "extra": extra or {}}
         emb = self.evaluator.clip.image_embeddings([img])[0]
         rec["clip_i"] = float(emb @ self.baseline[(pi, seed)]["clip_emb"])
@@ -207,6 +215,11 @@ class _Scorer:
 def _run_identity(index, suite, base, out, evaluator, settings, runs, part, done, progress) -> None:
     ident = suite.identities[index]
     identity = _identity(ident, out, settings)
+    # With a style reference, the rows without one (and the scores) see its words.
+    written, suite = suite.prompts, _words_suite(suite, ident)
+    leak = None
+    if ident.style is not None:
+        leak = evaluator.analyzer.analyze(ident.style.image, strict=True).embedding
 
     # Reference: the evaluator's embedding of each photo, their mean, and their face crops.
     reference, self_sim = _reference_embedding(evaluator, ident.photos)
@@ -244,7 +257,7 @@ def _run_identity(index, suite, base, out, evaluator, settings, runs, part, done
                 neutral_prompt(prompt, suite.placeholder),
                 seed,
             )
-            baseline[(pi, seed)] = _score(img, prompt, suite, reference, evaluator) | {
+            baseline[(pi, seed)] = _score(img, prompt, suite, reference, evaluator, leak) | {
                 "image_path": path,
                 "gen_time_s": secs,
                 "clip_emb": evaluator.clip.image_embeddings([img])[0],
@@ -254,8 +267,9 @@ def _run_identity(index, suite, base, out, evaluator, settings, runs, part, done
         _record(part, done, BASELINE, ident.name, suite, pi, seed, rec, ref_clip, norms, out)
 
     scorer = _Scorer(
-        suite, out, part, done, evaluator, ident.name, reference, ref_clip, norms, baseline
-    )
+        suite, out, part, done, evaluator, ident.name, reference, ref_clip, norms, baseline,
+        ident.style, written, leak,
+    )  # fmt: skip
     if KNOWN_BY_NAME in settings.extra_baselines:
         person = settings.known_people[index % len(settings.known_people)]
         _run_known_by_name(scorer, person, base_pipe, base)
@@ -273,6 +287,8 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
 
     method = get_method(run.method)
     suite, out, name = scorer.suite, scorer.out, scorer.identity
+    # A method that learns from a style reference gets it, and the prompts naming `<style>`.
+    styled = scorer.style is not None and method.style_field is not None
     art = child_path(out / "artifacts", run.label, name, *_seed_folder(training_seed))
     if ("personalize", run.label, name, training_seed) not in scorer.done:
         values = run_settings(
@@ -282,6 +298,8 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
             suite=suite.methods,
             overrides=settings.method_settings,
         )
+        if styled:
+            values[method.style_field] = str(scorer.style.image)
         t0 = time.perf_counter()
         _reset_peak_memory(base)
         method.personalize(
@@ -308,12 +326,24 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
         for pi, prompt, seed in _cells(suite):
             if (run.label, name, pi, seed, training_seed) in scorer.done:
                 continue
+            prompt = scorer.written[pi] if styled else prompt
             path = _image_path(out, run.label, name, pi, seed, training_seed)
             img, secs = _cached_or_generate(path, _generate, pipe, base, suite, prompt, seed)
             extra = {} if training_seed is None else {"training_seed": training_seed}
+            if styled:
+                extra["generation_prompt"] = prompt
             scorer.add(
                 run.label, pi, seed, img, secs, path, extra=extra, training_seed=training_seed
             )
+
+
+def _words_suite(suite: Suite, ident: Any) -> Suite:
+    """The suite as the identity's rows without a style reference see it: every prompt naming
+    `<style>` replaced by the reference in words (the suite itself without a reference)."""
+    if ident.style is None:
+        return suite
+    people = [replace(i, style=None) for i in suite.identities]
+    return replace(suite, prompts=words_prompts(suite.prompts, ident.style), identities=people)
 
 
 def _identity(ident, out: Path, settings: BenchSettings) -> Any:
@@ -413,14 +443,22 @@ def _run_known_by_name(scorer: _Scorer, person: tuple[str, list], pipe: Any, bas
 
 
 def _score(
-    img: np.ndarray, prompt: str, suite: Suite, reference: np.ndarray, evaluator: Evaluator
+    img: np.ndarray,
+    prompt: str,
+    suite: Suite,
+    reference: np.ndarray,
+    evaluator: Evaluator,
+    leak: np.ndarray | None = None,
 ) -> dict:
-    """Face similarity, CLIP-T and the face crop's CLIP embedding of one generated image."""
+    """Face similarity, CLIP-T and the face crop's CLIP embedding of one generated image (and
+    its face's similarity to a style reference's face `leak`, when given)."""
     face = score_face(evaluator.analyzer, img, reference)
     text = evaluator.clip.text_embeddings([neutral_prompt(prompt, suite.placeholder)])[0]
     clip_t = float(evaluator.clip.image_embeddings([img])[0] @ text)
     face_clip = evaluator.clip.image_embeddings([face.crop])[0] if face.crop is not None else None
     out = {"face": face, "clip_t": clip_t, "face_clip": face_clip}
+    if leak is not None:
+        out["leak_similarity"] = leakage(face, leak)
     if evaluator.context is not None:
         out |= _score_context(img, prompt, suite, evaluator.context)
     return out
@@ -435,6 +473,7 @@ def _score_context(img: np.ndarray, prompt: str, suite: Suite, classifier: Any) 
     _, asked = parse_caption(neutral_prompt(prompt, suite.placeholder))
     return {
         "context_predicted": predicted,
+        "context_asked": asked,
         "context_accuracy": context_accuracy(predicted, asked),
     }
 
@@ -490,7 +529,8 @@ def _record(
         "aggregate": aggregate_score(rec["clip_t"], face.with_misses),
         "gen_time_s": rec["gen_time_s"],
     }
-    row |= {k: rec[k] for k in ("context_accuracy", "context_predicted") if k in rec}
+    keys = ("context_accuracy", "context_predicted", "context_asked", "leak_similarity")
+    row |= {k: rec[k] for k in keys if k in rec}
     row |= rec.get("extra") or {}
     append_jsonl(part, row, default=_json_default)
     done.add((method, identity, pi, seed, training_seed))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import OutputError, SamefaceError
 from ..fileio import safe_name
+from .style import StyleReference, WorldStyles, parse_style, style_problems
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 WORLD_IDENTITIES = "world"
@@ -17,10 +18,12 @@ WORLD_IDENTITIES = "world"
 
 @dataclass
 class SuiteIdentity:
-    """One person: a name and their reference photos."""
+    """One person: a name, their reference photos, and optionally a style reference
+    (`sameface.eval.style`) for prompts that name `<style>`."""
 
     name: str
     photos: list[Path]
+    style: StyleReference | None = None
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Suite:
         if self.num_inference_steps < 1:
             errors.append("num_inference_steps must be >= 1")
         errors += self._method_problems()
+        errors += style_problems(self.prompts, [i.style for i in self.identities], self.placeholder)
         if errors:
             where = f"{self.path}: " if self.path else ""
             raise SamefaceError(f"{where}invalid suite: " + "; ".join(errors))
@@ -113,7 +117,15 @@ class Suite:
         return {
             "name": self.name,
             "identities": [
-                {"name": i.name, "photos": [str(p) for p in i.photos]} for i in self.identities
+                {"name": i.name, "photos": [str(p) for p in i.photos]}
+                | (
+                    {}
+                    if i.style is None
+                    else {
+                        "style_reference": {"image": str(i.style.image), "prompt": i.style.prompt}
+                    }
+                )
+                for i in self.identities
             ],
             "prompts": self.prompts,
             "seeds": self.seeds,
@@ -130,7 +142,9 @@ class Suite:
 
 
 def load_suite(
-    path: str | os.PathLike, world_people: Mapping[str, list[Path]] | None = None
+    path: str | os.PathLike,
+    world_people: Mapping[str, list[Path]] | None = None,
+    world_styles: WorldStyles | None = None,
 ) -> Suite:
     """Read a suite YAML file; photo paths are relative to the file.
 
@@ -140,12 +154,15 @@ def load_suite(
     person's first N photos), prompts, seeds or
     images_per_prompt, resolution, num_inference_steps, guidance_scale, negative_prompt,
     placeholder, methods (settings per method, and per `method@variant`), run (the methods and
-    variants to run when `bench` gets no `--methods`), training_seeds.
+    variants to run when `bench` gets no `--methods`), training_seeds, style_reference (for the
+    suite, or per identity; `sameface.eval.style`).
 
     Args:
         path: the YAML file.
         world_people: {name: photo paths} that `identities: world` stands for
             (`World.reference_people()`); None when no world is in use.
+        world_styles: draws the references of a `style_reference: {world: [...]}` suite
+            (`sameface.eval.style.world_style_references`); None when no world is in use.
 
     Raises:
         SamefaceError: unreadable file, missing photos, `identities: world` without a world,
@@ -198,7 +215,12 @@ def load_suite(
             )
         if not photos:
             raise SamefaceError(f"{path}: identity {item['name']!r} has no photos")
-        identities.append(SuiteIdentity(str(item["name"]), photos[:per_identity]))
+        style = item.get("style_reference")
+        if style is not None:
+            where = f"{path}: identity {item['name']!r} style_reference"
+            style = parse_style(style, where, lambda p: _resolve(root, p))
+        identities.append(SuiteIdentity(str(item["name"]), photos[:per_identity], style))
+    _suite_style(doc, path, identities, world_styles, lambda p: _resolve(root, p))
     seeds = doc.get("seeds")
     if seeds is None:
         seeds = list(range(int(doc.get("images_per_prompt", 1))))
@@ -220,6 +242,22 @@ def load_suite(
         description=str(doc.get("description", "")),
         path=path,
     )
+
+
+def _suite_style(doc: dict, path: Path, identities: list, world_styles, resolve) -> None:
+    """Give the suite's `style_reference` to every identity without one of its own."""
+    value = doc.get("style_reference")
+    if value is None:
+        return
+    where = f"{path}: style_reference"
+    style = parse_style(value, where, resolve, world_ok=doc.get("identities") == WORLD_IDENTITIES)
+    if isinstance(style, list) and world_styles is None:
+        raise SamefaceError(f"{where}: `world:` references need a world; run with --world")
+    for i, ident in enumerate(identities):
+        if ident.style is None:
+            ident.style = (
+                world_styles(i, style[i % len(style)]) if isinstance(style, list) else style
+            )
 
 
 def _resolve(root: Path, p: str) -> Path:

@@ -41,6 +41,9 @@ class MethodSpec:
             recogniser (an ID loss: MagiCapture); encoder methods always condition on it.
         world_settings: settings the method takes in the proving-ground world under a suite's
             own (step counts at the world's scale, prompts in the world's caption grammar).
+        style_field: the config field taking a style reference portrait (MagiCapture's
+            `style_reference`), or None; a suite whose prompts name `<style>` gives it each
+            identity's reference and the prompts as written (`sameface.eval.style`).
     """
 
     name: str
@@ -57,6 +60,7 @@ class MethodSpec:
     data_commands: Mapping[str, str] = field(default_factory=dict)
     uses_recognizer: bool = False
     world_settings: Mapping[str, Any] = field(default_factory=dict)
+    style_field: str | None = None
 
     def __getattribute__(self, name: str) -> Any:
         # personalize / pipeline_cls / train may be given as "module:attr" and are imported on

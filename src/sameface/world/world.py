@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelNotFoundError
+from ..errors import ModelNotFoundError, SamefaceError
 
 ENV = "SAMEFACE_WORLD"
 """Environment variable naming a world folder to use instead of the shipped one."""
@@ -141,6 +142,41 @@ class World:
             if root.is_dir()
             else {}
         )
+
+    def render_style_reference(
+        self, out_dir: str | os.PathLike, index: int, caption: str, seed: int = 0
+    ) -> tuple[Path, Any]:
+        """A style reference portrait for suite identity `index`: held-out new person `index`
+        (counting past the reference people, so no suite identity) in the context `caption`
+        asks for (what it leaves unsaid: `Context`'s defaults), saved as
+        `out_dir/<index>_<Name>.png`. Returns (path, context); the same arguments give the
+        same pixels."""
+        import numpy as np
+
+        from ..imageio import save_image_atomic
+        from .captions import CAPTION_WORDS, parse_caption
+        from .render import Context, render
+
+        unknown = [w for w in re.findall(r"[a-z-]+", caption.lower()) if w not in CAPTION_WORDS]
+        if unknown:
+            raise SamefaceError(
+                f"the world's captions have no word {unknown[0]!r} ({caption!r}); "
+                "see sameface.world.captions for the grammar"
+            )
+        _, new = self.people
+        first = len(self.reference_people())
+        if len(new) <= first:
+            raise SamefaceError("this world has no held-out people to draw style references of")
+        person = first + index % (len(new) - first)
+        _, attrs = parse_caption(caption)
+        context = Context(**attrs)
+        rng = np.random.default_rng([seed, person])
+        name = new.names[person].replace(" ", "_")
+        path = Path(out_dir) / f"{index:03d}_{name}.png"
+        if not path.is_file():
+            image = render(new.params[person], context, size=self.image_size, rng=rng).image
+            save_image_atomic(image, path)
+        return path, context
 
     def render_known_references(
         self, out_dir: str | os.PathLike, count: int, per_person: int = 4, seed: int = 0

@@ -30,11 +30,16 @@ WORLD_SETTINGS = MappingProxyType(
             "a headshot of {id}",
             "a close-up photo of {id}",
         ),
+        # The reference's style, background, framing and accessories in one word where the
+        # world's captions name the medium ("a sketch of ..."); suites ask "a <style> of <id>".
+        "style_templates": ("a {style} of a person",),
+        "composed_templates": ("a {style} of {id}",),
     }
 )
 """MagiCapture in the proving-ground world: textual inversion's 400 steps and learning rate
-there (the world's scale), 200 LoRA steps, whole-portrait references, and source prompts in
-the world's caption grammar (its text encoder never saw "a photo of a X person")."""
+there (the world's scale), 200 LoRA steps, whole-portrait references, and source, reference
+and composed prompts in the world's caption grammar (its text encoder never saw "a photo of a
+X person" or "in the style of")."""
 
 METHOD = MethodSpec(
     name="magicapture",
@@ -46,6 +51,7 @@ METHOD = MethodSpec(
     generate_options={"lora_scale": "lora_scale"},
     uses_recognizer=True,  # the ID loss on x̂0 runs the identity's recogniser
     world_settings=WORLD_SETTINGS,
+    style_field="style_reference",
 )
 
 if TYPE_CHECKING:

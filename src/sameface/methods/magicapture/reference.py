@@ -11,7 +11,12 @@ from ...errors import SamefaceError
 
 
 def load_style_reference(
-    source: Any, identity: Any, size: int, expand: float | None = 3.0, analyzer: Any = None
+    source: Any,
+    identity: Any,
+    size: int,
+    expand: float | None = 3.0,
+    analyzer: Any = None,
+    world: Any = None,
 ) -> Any:
     """A one-photo `Identity` of the reference: `squares[0]` the whole image's centre square,
     `masks[0]` its face (the reference prompt learns what lies outside it): `squares[0]` is
@@ -23,6 +28,8 @@ def load_style_reference(
         size: the square's side in pixels.
         expand: the square is the face box expanded this much; None = the image's centre square.
         analyzer: a ready `FaceAnalyzer` (default: one with the identity's recogniser).
+        world: the world folder, for an identity embedded by the world's recogniser (None:
+            `resolve_world`'s).
 
     Raises:
         FaceNotFoundError / ImageLoadError: no usable face, or an unreadable file.
@@ -34,10 +41,7 @@ def load_style_reference(
         ref = source
     else:
         if analyzer is None:
-            from ...faces import FaceAnalyzer
-
-            name = identity.meta.get("recognizer", {}).get("name", "sface")
-            analyzer = FaceAnalyzer(name)
+            analyzer = _analyzer(identity.meta.get("recognizer", {}).get("name", "sface"), world)
         ref = Identity.from_images(
             [source], analyzer=analyzer, square_size=size, square_expand=expand
         )
@@ -59,3 +63,14 @@ def load_style_reference(
             "with a visible face and some background"
         )
     return ref
+
+
+def _analyzer(name: str, world: Any) -> Any:
+    """A face analyser with recogniser `name` (the world's own for "world")."""
+    if name == "world":
+        from ...world.world import World
+
+        return World.load(world).analyzer()
+    from ...faces import FaceAnalyzer
+
+    return FaceAnalyzer(name)

@@ -75,7 +75,9 @@ def personalize(
     source = style if style is not None else cfg.style_reference
     ref = (
         # At the selfies' square size, so their crops and masks stack.
-        load_style_reference(source, identity, identity.squares.shape[1], cfg.reference_expand)
+        load_style_reference(
+            source, identity, identity.squares.shape[1], cfg.reference_expand, world=cfg.world
+        )
         if source is not None
         else None
     )
