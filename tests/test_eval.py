@@ -101,6 +101,41 @@ def test_suites_load_and_validate(tmp_path):
         load_suite(tmp_path / "missing.yaml")
 
 
+def test_style_references_per_suite_and_per_identity(tmp_path):
+    """A suite's style reference goes to every identity without its own; a prompt naming
+    `<style>` needs one for everyone, and the words need the person and no `<style>`."""
+    faces = REPO / "examples" / "faces"
+    shutil.copy(faces / "obama.jpg", tmp_path / "ref.jpg")
+    head = "prompts: ['a <style> of <id>', 'a photo of <id>']\nseeds: [0]\n"
+    people = f"identities:\n  - {{name: a, photos: [{faces / 'obama.jpg'}]}}\n"
+    people += f"  - name: b\n    photos: [{faces / 'biden.jpg'}]\n"
+    own = "    style_reference: {image: ref.jpg, prompt: 'an oil painting of <id>'}\n"
+    suite_ref = "style_reference: {image: ref.jpg, prompt: 'a sketch of <id>'}\n"
+    (tmp_path / "s.yaml").write_text(head + people + own + suite_ref)
+    a, b = load_suite(tmp_path / "s.yaml").identities
+    assert (a.style.prompt, b.style.prompt) == ("a sketch of <id>", "an oil painting of <id>")
+    assert a.style.image == tmp_path / "ref.jpg"
+    from sameface.eval.style import words_prompts
+
+    assert words_prompts(["a <style> of <id>", "a photo of <id>"], b.style) == [
+        "an oil painting of <id>",
+        "a photo of <id>",
+    ]
+    bad = {
+        "every identity needs a style_reference": head + people + own,
+        "describes the style in words": head
+        + people
+        + "style_reference: {image: ref.jpg, prompt: 'a <style> of <id>'}\n",
+        "no prompt names <style>": "prompts: ['a photo of <id>']\n" + people + suite_ref,
+        "mapping with image and prompt": head + people + "style_reference: ref.jpg\n",
+        "need `identities: world`": head + people + "style_reference: {world: ['a sketch']}\n",
+    }
+    for message, text in bad.items():
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(SamefaceError, match=message):
+            load_suite(tmp_path / "bad.yaml")
+
+
 @pytest.fixture(scope="module")
 def evaluator(analyzer):
     return Evaluator(analyzer, tiny_clip())

@@ -56,7 +56,7 @@ def background_changes(
         baseline: the method whose images are the reference ("none": the base model).
     """
     from ..imageio import load_image
-    from .runner import read_results, record_key
+    from .records import read_results, record_key
 
     run = Path(run_dir)
     rows, seen = [], set()

@@ -42,6 +42,7 @@ IMAGE_METRICS: tuple[str, ...] = (
     "text_norm",
     "aggregate",
     "context_accuracy",
+    "leak_similarity",
     "gen_time_s",
 )
 """Per-image numeric fields of a `"type": "image"` record that `summarise` averages."""

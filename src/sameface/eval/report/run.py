@@ -255,6 +255,10 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
             "so the numbers below have no floor to be read against."
         )
     identities, prompts = _identities_and_prompts(recs.images)
+    # The suite's own wording: records of a style-reference suite hold each identity's words.
+    written = (meta.get("protocol") or {}).get("prompts")
+    if isinstance(written, list):
+        prompts = [(i, str(written[i]) if i < len(written) else p) for i, p in prompts]
     return RunData(
         run_dir=run_dir,
         meta=meta,
