@@ -333,3 +333,89 @@ def test_a_bank_of_the_worlds_known_people_feeds_the_id_init(world_dir, tmp_path
     for art in arts:
         init = json.loads(art.read_text())["init"]
         assert init["celebrity"] in bank.names
+
+
+STYLE_CAPTIONS = ["a sketch of a person wearing a hat, striped red background"]
+
+
+def _style_suite_yaml(folder: Path) -> Path:
+    lines = ["name: tiny-style", "identities: world", "max_identities: 1"]
+    lines += ["photos_per_identity: 2", 'prompts: ["a <style> of <id>"]', "seeds: [0]"]
+    lines += ["num_inference_steps: 2", f"style_reference: {{world: {json.dumps(STYLE_CAPTIONS)}}}"]
+    path = folder / "style.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_world_draws_style_references_of_held_out_people(world, tmp_path):
+    path, context = world.render_style_reference(tmp_path, 0, STYLE_CAPTIONS[0])
+    assert (context.style, context.hat, context.pattern, context.background) == (
+        "sketch", True, "striped", "red",
+    )  # fmt: skip
+    first = load_image(path)
+    path.unlink()
+    again, _ = world.render_style_reference(tmp_path, 0, STYLE_CAPTIONS[0])
+    assert np.array_equal(load_image(again), first)  # the same pixels
+    person = again.stem.split("_", 1)[1]
+    assert person not in world.reference_people()  # nobody a suite personalises
+    with pytest.raises(SamefaceError, match="no word 'grey'"):
+        world.render_style_reference(tmp_path, 1, "a sketch of a person, grey background")
+
+
+def test_style_suite_needs_a_world_to_draw_its_references(tmp_path, world):
+    from sameface.eval.suite import load_suite
+
+    with pytest.raises(SamefaceError, match="need a world"):
+        load_suite(_style_suite_yaml(tmp_path), world.reference_people())
+
+
+def test_style_reference_goes_to_magicapture_and_in_words_to_the_other_rows(
+    world, tmp_path, monkeypatch
+):
+    """MagiCapture learns the reference and is given `<style>`; textual inversion and the
+    baselines get the reference's words; every image is scored for leakage and for the
+    reference's context, and the report has the style section."""
+    # The tiny world's untrained recogniser sees everyone as one person (threshold 1.0):
+    # lift it, or MagiCapture rightly refuses a reference "of the same person".
+    monkeypatch.setattr(world.recognizer, "same_person_threshold", 1.5)
+    from sameface.eval.report import write_report
+    from sameface.eval.runner import read_results, run_benchmark
+    from sameface.eval.style import world_style_references
+    from sameface.eval.suite import load_suite
+    from sameface.eval.world_bench import world_evaluator, world_settings
+
+    out = tmp_path / "run"
+    styles = world_style_references(world, out / "style_references")
+    suite = load_suite(_style_suite_yaml(tmp_path), world.reference_people(), styles)
+    words = suite.identities[0].style.prompt
+    assert words == "a sketch of <id> wearing a hat, striped red background"
+    methods = ["textual-inversion", "magicapture"]
+    fast = {"ti_steps": 2, "lora_steps": 2, "checkpoint_every": 0}
+    settings = world_settings(
+        world,
+        out,
+        methods,
+        known_people=1,
+        method_settings={"textual-inversion": {"steps": 2}, "magicapture": fast},
+    )
+    run_benchmark(suite, world.base, out, world_evaluator(world), settings, progress=False)
+    images = {r["method"]: r for r in read_results(out) if r["type"] == "image"}
+    assert set(images) == {"none", "known-by-name", "copy-reference", *methods}
+    assert images["magicapture"]["generation_prompt"] == "a <style> of <id>"
+    for rec in images.values():
+        assert rec["prompt"] == words and "leak_similarity" in rec
+        assert rec["context_asked"] == {
+            "style": "sketch", "hat": True, "background": "red", "pattern": "striped",
+        }  # fmt: skip
+    assert "generation_prompt" not in images["textual-inversion"]
+    name = suite.identities[0].name
+    art = json.loads((out / "artifacts" / "magicapture" / name / "artifact.json").read_text())
+    assert art["style_reference"] is not None  # trained with the reference
+    md, _ = write_report(out)
+    text = md.read_text()
+    assert "## Style reference" in text and "`a <style> of <id>`" in text
+    # What produced each row, with its licence (the world's models are sameface's own).
+    licenses = json.loads((out / "run.json").read_text())["licenses"]
+    assert licenses["base"]["license"]["name"] == "Apache-2.0"
+    assert licenses["scoring"]["recognizer"]["model"] == "world-judge"
+    assert "## Licences" in text

@@ -3,7 +3,9 @@
 Every expected failure (bad image, no face, missing model) prints one line on stderr and
 exits non-zero; tracebacks appear only for real bugs, and only with --debug. Each module
 here adds its sub-commands: `faces` (inspect, identity), `methods` (personalize,
-generate), `interop` (export to A1111 / ComfyUI, import released weights), `celebs` (the celebrity bank), `bench` (evaluation), `data` (training data), `train` (encoder methods),
+generate), `interop` (export to A1111 / ComfyUI, import released weights), `models` (what
+sameface can run, and the licences), `celebs` (the celebrity bank), `bench` (evaluation),
+`data` (training data), `train` (encoder methods),
 `world` (the proving ground), `demo` (a one-command tour in that world), `ui` (the web UI).
 """
 
@@ -19,7 +21,7 @@ from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, celebs, data, demo, faces, interop, methods, train, ui, world
+    from . import bench, celebs, data, demo, faces, interop, methods, models, train, ui, world
 
     parser = argparse.ArgumentParser(
         prog="sameface",
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_parsers(sub, common)
     methods.add_parsers(sub, common)
     interop.add_parsers(sub, common)
+    models.add_parsers(sub, common)
     celebs.add_parsers(sub, common)
     bench.add_parsers(sub, common)
     data.add_parsers(sub, common)

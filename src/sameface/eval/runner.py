@@ -21,7 +21,6 @@ learns from one gets it; every other row gets the style in words, and records ca
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
@@ -33,9 +32,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import SamefaceError
-from ..fileio import append_jsonl, child_path, read_jsonl, write_json_atomic
+from ..fileio import append_jsonl, child_path, write_json_atomic
 from ..locks import LOCK_FILE, FolderLock
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
+from .provenance import run_licenses
+from .records import RESULTS, done_keys, json_default, merge_results, read_results, record_key
 from .style import leakage, words_prompts
 from .suite import Suite
 from .variants import method_of, run_settings
@@ -45,7 +46,6 @@ KNOWN_BY_NAME = "known-by-name"
 COPY_REFERENCE = "copy-reference"
 EXTRA_BASELINES = (KNOWN_BY_NAME, COPY_REFERENCE)
 """Optional baselines, in the order they run and are reported (after "none")."""
-RESULTS = "results.jsonl"
 
 
 @dataclass
@@ -154,11 +154,12 @@ def run_benchmark(
     if process_index == 0:
         write_json_atomic(
             out / "run.json",
-            _run_meta(suite, evaluator, settings, runs, specs),
-            default=_json_default,
+            _run_meta(suite, evaluator, settings, runs, specs)
+            | {"licenses": run_licenses(settings, evaluator, runs, specs, suite, base.family)},
+            default=json_default,
         )
     part = out / (RESULTS if num_processes == 1 else f"results.part{process_index}.jsonl")
-    done = _done_keys(out)
+    done = done_keys(out)
     mine = [i for i in range(len(suite.identities)) if i % num_processes == process_index]
     for index in _bar(mine, progress, "identities"):
         _run_identity(index, suite, base, out, evaluator, settings, runs, part, done, progress)
@@ -239,7 +240,7 @@ def _run_identity(index, suite, base, out, evaluator, settings, runs, part, done
                 "images": paths,
                 "self_similarity": self_sim,
             },
-            default=_json_default,
+            default=json_default,
         )
 
     # The baseline first: its images anchor CLIP-I and the normalisation.
@@ -320,7 +321,7 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
         }
         if training_seed is not None:
             rec["training_seed"] = training_seed
-        append_jsonl(scorer.part, rec, default=_json_default)
+        append_jsonl(scorer.part, rec, default=json_default)
         scorer.done.add(record_key(rec))
     with method.pipeline_cls.from_artifact(art, base) as pipe:
         for pi, prompt, seed in _cells(suite):
@@ -532,7 +533,7 @@ def _record(
     keys = ("context_accuracy", "context_predicted", "context_asked", "leak_similarity")
     row |= {k: rec[k] for k in keys if k in rec}
     row |= rec.get("extra") or {}
-    append_jsonl(part, row, default=_json_default)
+    append_jsonl(part, row, default=json_default)
     done.add((method, identity, pi, seed, training_seed))
 
 
@@ -617,50 +618,6 @@ def _peak_memory_mb(base: Any) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    return str(x)
-
-
-def read_results(out: Path) -> list[dict]:
-    """Every record in `results.jsonl` and any shard parts; damaged lines are skipped."""
-    return [
-        r for p in [out / RESULTS, *sorted(out.glob("results.part*.jsonl"))] for r in read_jsonl(p)
-    ]
-
-
-def record_key(rec: dict) -> tuple:
-    """What makes a record unique."""
-    kind = rec.get("type")
-    if kind == "image":
-        key = (rec["method"], rec["identity"], rec["prompt_index"], rec["seed"])
-        return (*key, rec.get("training_seed"))
-    if kind == "personalize":
-        return ("personalize", rec["method"], rec["identity"], rec.get("training_seed"))
-    return (kind, rec.get("identity"))
-
-
-def _done_keys(out: Path) -> set:
-    return {record_key(r) for r in read_results(out)}
-
-
-def merge_results(out: Path) -> Path:
-    """Fold shard parts into `results.jsonl` (first record of each key wins) and remove them."""
-    seen, merged = set(), []
-    for rec in read_results(out):
-        key = record_key(rec)
-        if key not in seen:
-            seen.add(key)
-            merged.append(rec)
-    tmp = out / f".{RESULTS}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in merged))
-    os.replace(tmp, out / RESULTS)
-    for p in out.glob("results.part*.jsonl"):
-        p.unlink()
-    return out / RESULTS
-
-
 def _run_meta(
     suite: Suite, evaluator: Evaluator, settings: BenchSettings, runs: list, specs: dict
 ) -> dict:
@@ -714,3 +671,16 @@ def _bar(items: list, progress: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, disable=None if progress else True)
+
+
+__all__ = [  # the run folder's records live in `records`; read them from either module
+    "BASELINE",
+    "EXTRA_BASELINES",
+    "BenchSettings",
+    "Evaluator",
+    "baseline_pipeline",
+    "merge_results",
+    "read_results",
+    "record_key",
+    "run_benchmark",
+]

@@ -206,6 +206,7 @@ def import_pulid(
             "adapter_layers": list(adapter.layer_names),
             "config": pulid.to_dict(),
             "imported_from": {"file": Path(path).name, "release": "PuLID v1.1 (ToTheBeginning/PuLID)"},
+            "license": "pulid",  # sameface.licenses.KNOWN: the release's terms, shown where it runs
             "save_id": save_id,
         },
     )  # fmt: skip

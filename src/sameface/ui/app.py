@@ -113,6 +113,7 @@ def build_app(workspace: Any) -> Any:
                 spec = get_method(m)
                 with gr.Group(visible=m == first) as groups[m]:
                     gr.Markdown(f"**{m}** — {spec.kind}; {spec.paper}")
+                    gr.Markdown(backend.licenses(m), elem_classes=["licenses"])
                     with gr.Accordion("Settings", open=False):
                         fields[m] = []
                         for f in form_fields(spec.config_cls, backend.defaults(m)):

@@ -83,6 +83,29 @@ class Backend:
         spec = self.base_spec
         return str(Path(spec).resolve()) if Path(spec).exists() else spec
 
+    def licenses(self, method: str | None = None) -> str:
+        """One line: the licences of what this runs (the base model, the identities'
+        recogniser) and, with `method`, of the models its default settings pick."""
+        from ..licenses import FIELD_LABELS, base_license, config_licenses, license_text
+
+        base = base_license(self.base_source)
+        parts = [f"base model: {base.short() if base else license_text(None)}"]
+        who = "world" if self.world else self.recognizer
+        parts.append(f"identities' face recogniser: {license_text(who)}")
+        if method is not None:
+            from ..methods import get_method
+
+            try:
+                config = get_method(method).config_cls(**self.defaults(method))
+            except (TypeError, ValueError):
+                config = None
+            for name, entry in (config_licenses(config) if config else {}).items():
+                lic = entry["license"]
+                terms = license_text(None) if lic is None else lic["name"]
+                terms += "" if lic is None or lic["commercial"] else ": non-commercial"
+                parts.append(f"{FIELD_LABELS[name]}: {terms}")
+        return "Licences — " + "; ".join(parts)
+
     @cached_property
     def analyzer(self) -> Any:
         """The `FaceAnalyzer` identities are built with."""

@@ -36,6 +36,7 @@ class FormField:
 
 def form_fields(config_cls: type, defaults: dict | None = None) -> list[FormField]:
     """The form of a config: a field each, starting from `defaults` over the dataclass's own."""
+    from ..licenses import LICENSED_FIELDS, license_text
     from ..methods.config_fields import config_fields
 
     defaults = defaults or {}
@@ -64,6 +65,8 @@ def form_fields(config_cls: type, defaults: dict | None = None) -> list[FormFiel
                 extra.append("empty = not set")
             if extra:
                 info = f"{info} ({'; '.join(extra)})" if info else "; ".join(extra)
+        if name in LICENSED_FIELDS and value not in (None, ""):
+            info = f"{info} — licence of {value}: {license_text(value)}"
         out.append(FormField(name, widget, value, name.replace("_", " "), info))
     return out
 

@@ -9,6 +9,7 @@ from ...fileio import child_path, write_bytes_atomic
 from ..stats import summarise
 from .document import _Heading, _Image, _Para, _render_html, _render_md
 from .figures import _draw_grid, _draw_scatter, _grid_filenames
+from .provenance import license_blocks
 from .run import load_run
 from .sections import (
     _gain_blocks,
@@ -18,6 +19,7 @@ from .sections import (
     _protocol_blocks,
     _summary_blocks,
 )
+from .style import style_blocks
 
 
 def write_report(
@@ -59,6 +61,7 @@ def write_report(
     # What a person looks for first (the pictures, the answer), then the evidence, then how.
     blocks += _glance_blocks(run, summaries, grids)
     blocks += _gain_blocks(run, summaries)
+    blocks += style_blocks(run, summaries)
     blocks += _summary_blocks(run, summaries)
     blocks += [
         _Heading(2, "Fidelity vs editability"),
@@ -74,6 +77,7 @@ def write_report(
     blocks += _per_prompt_blocks(run)
     blocks += _identity_blocks(run, grids)
     blocks += _protocol_blocks(run)
+    blocks += license_blocks(run)
 
     for name, data in figures.items():
         write_bytes_atomic(child_path(out, name, what="figure name"), data)
