@@ -91,6 +91,12 @@ KNOWN: Mapping[str, License] = MappingProxyType(
         ),
         "insightface": _INSIGHTFACE,
         "mediapipe": License("Apache-2.0", True, "https://github.com/google/mediapipe"),
+        "bisenet": License(
+            "MIT",
+            True,
+            "https://github.com/zllrunning/face-parsing.PyTorch",
+            "facexlib's parsing_bisenet.pth repackages these weights (facexlib: MIT)",
+        ),
         "openai-clip": _MIT_CLIP,
         "open-clip": License("MIT", True, "https://github.com/mlfoundations/open_clip"),
         "eva02-clip": License("MIT", True, "https://github.com/baaivision/EVA"),
@@ -130,6 +136,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"yunet", "yunet"),
     (r"^dlib$|dlib_face_recognition|shape_predictor_5", "dlib"),
     (r"mediapipe|facemesh|face_landmarker", "mediapipe"),
+    (r"bisenet|79999_iter|face-parsing", "bisenet"),
     (r"eva02", "eva02-clip"),
     (r"^openai/clip|clip-vit-(base|large)-patch", "openai-clip"),
     (r"^laion/|open_clip|open-clip", "open-clip"),
@@ -147,6 +154,7 @@ CATALOGUE: tuple[tuple[str, str, str], ...] = (
     ("face recogniser", "dlib", "the `dlib` extra (face_recognition_models)"),
     ("face recogniser", "insightface", "your local antelopev2 / buffalo_l files"),
     ("face masks", "mediapipe", "the mediapipe package (FaceMesh); landmark ellipse without it"),
+    ("face parser", "parsing_bisenet.pth", "your local file (PuLID's face input, face_parser)"),
     ("CLIP image encoder", "openai/clip-vit-base-patch32", "your local weights (FeedFace)"),
     ("CLIP image encoder", "openai/clip-vit-large-patch14-336", "your local weights (PuLID)"),
     ("CLIP image encoder", "EVA02-CLIP-L-14-336", "your local weights (the PuLID release)"),
@@ -182,7 +190,13 @@ def license_text(model: Any) -> str:
     return UNKNOWN if lic is None else lic.short()
 
 
-LICENSED_FIELDS: tuple[str, ...] = ("recognizer", "backbone", "clip_vision", "adapter")
+LICENSED_FIELDS: tuple[str, ...] = (
+    "recognizer",
+    "backbone",
+    "clip_vision",
+    "face_parser",
+    "adapter",
+)
 """Config fields that pick a face model, a CLIP tower or trained weights."""
 
 FIELD_LABELS: Mapping[str, str] = MappingProxyType(
@@ -190,6 +204,7 @@ FIELD_LABELS: Mapping[str, str] = MappingProxyType(
         "recognizer": "recogniser",
         "backbone": "ID backbone",
         "clip_vision": "CLIP image encoder",
+        "face_parser": "face parser",
         "adapter": "trained weights",
     }
 )

@@ -47,6 +47,10 @@ class PuLIDConfig(IDEncoderSettings):
             Face cache (never downloaded), or "tiny-random[:seed]" (tests). PuLID uses
             EVA02-CLIP-L-14-336; the closest transformers model is
             "openai/clip-vit-large-patch14-336" (24 layers, width 1024, embedding 768).
+        face_parser: a BiSeNet face-parsing weights file (facexlib's `parsing_bisenet.pth`,
+            local): the released PuLID's face input, the aligned face with background,
+            clothes, ears and neck painted white by the parser (`sameface.faces.bisenet`).
+            None = sameface's face masks (the offline default, also what training uses).
         adapter_init: start of the adapter's K/V projections (`sameface.adapters.IDAdapter`):
             "copy" (the layer's text K/V, IP-Adapter's recipe), "zero_v" (adds exactly 0 at
             the start), "random", or "auto" ("copy" when widths match).
@@ -100,6 +104,7 @@ class PuLIDConfig(IDEncoderSettings):
     recognizer: str = "sface"
     world: str | None = None
     clip_vision: str = "openai/clip-vit-large-patch14-336"
+    face_parser: str | None = None
     adapter_init: str = "copy"
     uncond_vit: str = "zeros"
     adapter: str | None = None
@@ -171,6 +176,8 @@ class PuLIDConfig(IDEncoderSettings):
             errors.append(f"vit_layers must be distinct indices >= 0, got {self.vit_layers}")
         if not self.clip_vision.strip():
             errors.append("clip_vision must name a CLIP vision model")
+        if self.face_parser is not None and not self.face_parser.strip():
+            errors.append("face_parser must be a weights file or unset")
         if self.adapter is not None and not self.adapter.strip():
             errors.append("adapter must be a folder path, 'untrained' or unset")
         if not self.id_scale >= 0 or not self.inference_id_scale >= 0:

@@ -65,6 +65,11 @@ def personalize(
     cfg = config or PuLIDConfig()
     out = Path(out_dir)
     check_destination(out / "identity", overwrite=True)  # fail now, not after loading models
+    parser = None
+    if cfg.face_parser is not None:  # before the adapter goes into the UNet: a bad file fails clean
+        from ...faces.bisenet import FaceParser
+
+        parser = FaceParser.load(cfg.face_parser, device=base.device)
     source = adapter if adapter is not None else cfg.adapter
     if source is None:
         raise SamefaceError(
@@ -84,6 +89,7 @@ def personalize(
                 raise SamefaceError(f"{folder}: the CLIP vision model is not recorded")
             vision = ClipVision.load(recorded_path(folder, spec), device=base.device)
         model = PuLIDModel.load(folder, base, vision)
+    model.face_parser = parser
     with model:  # removes the adapter from the UNet on the way out
         model.eval()
         cond, uncond = model.identity_tokens(identity)
@@ -108,6 +114,7 @@ def personalize(
         "recognizer": pulid["recognizer"],
         "clip_vision": pulid["clip_vision"],
         "encoder": pulid["encoder"]["kind"],
+        "face_input": "masks" if model.face_parser is None else model.face_parser.name,
         "identity": {
             "photos": identity.num_photos,
             "recognizer": identity.meta.get("recognizer", {}),

@@ -104,6 +104,7 @@ class PuLIDModel(nn.Module):
         self.encoder_config = encoder_config
         self.base = base  # a BaseModel is not an nn.Module: a plain reference
         self.vision = vision  # ClipVision is not an nn.Module either
+        self.face_parser = None  # a `FaceParser`: the release's face input instead of masks
         self._vision_meta = vision.describe() if vision is not None else None
         with torch.random.fork_rng(devices=[]):  # same seed, same init; caller's RNG untouched
             torch.manual_seed(config.seed)
@@ -169,7 +170,8 @@ class PuLIDModel(nn.Module):
                 (B, 3, H, W); numpy or torch.
             masks: face masks aligned the same way, (B, P, H, W) / (B, H, W): uint8 (255 =
                 face), bool or float; None = the template ellipse for every crop. Ignored for
-                an Identity (its masks are warped into the aligned frame).
+                an Identity (its masks are warped into the aligned frame). With a
+                `face_parser` set, the parser's masks replace both.
             face_embeddings: recogniser embeddings (B, P, id_dim) / (B, id_dim). Ignored for an
                 Identity.
 
@@ -221,7 +223,10 @@ class PuLIDModel(nn.Module):
                 f"face embeddings must be (B={b}, P={p}, {self.id_dim}), got {tuple(emb.shape)}"
             )
         dev = vision.device
-        parsed = parsed_face_tensor(images.reshape(b * p, 3, h, w).to(dev), m.to(dev))
+        flat = images.reshape(b * p, 3, h, w).to(dev)
+        if self.face_parser is not None:  # PuLID's own face input: the parser's labels
+            m = self.face_parser.face_mask(flat)
+        parsed = parsed_face_tensor(flat, m.to(dev))
         clip, hidden = vision.features(parsed, self.config.vit_layers)
         out = self.device
         clip = F.normalize(clip.float(), dim=-1).to(out).view(b, p, -1)
