@@ -156,6 +156,7 @@ def test_an_imported_release_computes_the_release_and_loads_as_pulid(tmp_path):
                           unet=base.unet, config=_tiny_config(out_dim))  # fmt: skip
     meta = read_meta(folder)
     assert meta["config"]["num_zero"] == 20 and meta["config"]["ortho"] == "v2"
+    assert meta["config"]["raw_id_embedding"] is True and meta["license"] == "pulid"
     assert meta["clip_vision"]["name"] == "EVA02-CLIP-L-14-336"
     model = PuLIDModel.load(folder, base)  # strict: every tensor fits
     try:

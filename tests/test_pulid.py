@@ -524,3 +524,19 @@ def test_method_spec(monkeypatch):
     monkeypatch.setattr(pkg.importlib, "import_module", missing)
     with pytest.raises(DependencyMissingError, match=r"train\.py is missing"):
         METHOD.train()
+
+
+def test_a_model_on_raw_embeddings_takes_the_identitys_raw_ones(vision, ident):
+    """`raw_id_embedding` (the released PuLID): the ID part of the condition is the recorded
+    raw embedding; an identity without recorded lengths is refused, not silently unit."""
+    base = tiny_base_model("sd1")
+    longer = dataclasses.replace(ident, meta=ident.meta | {"embedding_norms": [2.0, 3.0]})
+    with PuLIDModel(base, cfg(raw_id_embedding=True), vision=vision) as model:
+        id_vec, _ = model.condition(longer)
+        raw = torch.from_numpy(ident.embeddings * np.array([[2.0], [3.0]], np.float32))
+        torch.testing.assert_close(id_vec[0, :, : model.id_dim], raw)
+        old = dataclasses.replace(
+            ident, meta={k: v for k, v in ident.meta.items() if k != "embedding_norms"}
+        )
+        with pytest.raises(SamefaceError, match="raw embedding"):
+            model.condition(old)

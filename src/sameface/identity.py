@@ -62,6 +62,16 @@ class Identity:
         return int(self.embeddings.shape[0])
 
     @property
+    def raw_embeddings(self) -> np.ndarray:
+        """(N, D) the recogniser's embeddings before normalisation: `embeddings` scaled by the
+        lengths recorded when the identity was built (unit for identities built before they
+        were recorded, and for recognisers whose output is unit anyway)."""
+        norms = self.meta.get("embedding_norms")
+        if not isinstance(norms, list) or len(norms) != self.num_photos:
+            return self.embeddings
+        return (self.embeddings * np.asarray(norms, np.float32)[:, None]).astype(np.float32)
+
+    @property
     def outliers(self) -> list[int]:
         """Indices of photos whose face disagrees with the others (probably someone else)."""
         out = self.meta.get("outliers")
@@ -165,6 +175,7 @@ class Identity:
         masker = FaceMasker(mask_method)
         rec = analyzer.recognizer
         aligned, squares, masks, embs, boxes, lms, photos = [], [], [], [], [], [], []
+        norms: list[float] = []
         iterator = list(zip(sources, choices, strict=True))
         if progress and len(sources) > 1:
             from tqdm.auto import tqdm
@@ -187,6 +198,7 @@ class Identity:
             squares.append(square)
             masks.append(mask)
             embs.append(res.embedding)
+            norms.append(1.0 if res.embedding_norm is None else float(res.embedding_norm))
             boxes.append(np.asarray(face.bbox, np.float32))
             lms.append(np.asarray(face.landmarks, np.float32))
             photos.append(
@@ -229,6 +241,9 @@ class Identity:
             "photos": photos,
             "outliers": outliers,
             "outliers_dropped": bool(drop_outliers and outliers),
+            # The raw embeddings' lengths (1 for recognisers with unit outputs): what a model
+            # trained on raw embeddings (the released PuLID) needs back (`raw_embeddings`).
+            "embedding_norms": [round(n, 6) for n in norms],
         }
         masker.close()
         return cls(
@@ -533,6 +548,13 @@ def _check_tensors(path: Path, t: dict[str, np.ndarray], meta: dict) -> None:
     norms = np.linalg.norm(t["embeddings"], axis=1)
     if not np.all(np.abs(norms - 1) < 1e-2):
         raise ArtifactError(f"{path}: embeddings are not unit vectors (tampered or corrupt)")
+    raw = meta.get("embedding_norms")
+    if raw is not None and (
+        not isinstance(raw, list)
+        or len(raw) != n
+        or not all(isinstance(x, (int, float)) and 0 < x < 1e6 for x in raw)
+    ):
+        raise ArtifactError(f"{path}: embedding_norms must be {n} positive numbers, one a photo")
 
 
 def _is_file(path: Path) -> bool:

@@ -10,7 +10,7 @@ from ..errors import FaceNotFoundError
 from ..imageio import DEFAULT_MAX_PIXELS, ImageInput, describe_source, load_image
 from .detect import YuNetDetector
 from .quality import assess_quality
-from .recognizers import Recognizer, get_recognizer
+from .recognizers import Recognizer, get_recognizer, unit
 from .select import FacePolicy, parse_policy, select_face
 from .types import Face
 
@@ -25,6 +25,8 @@ class ImageFaces:
         faces: every detection, largest first, each with a quality report.
         chosen: index of the face used, or None when none is usable.
         embedding: unit embedding of the chosen face, or None.
+        embedding_norm: the length of the recogniser's raw embedding (1 for recognisers
+            whose output is unit already), or None.
         aligned: the recogniser's aligned crop of the chosen face, or None.
         error: why no face is usable, or None.
     """
@@ -34,6 +36,7 @@ class ImageFaces:
     faces: list[Face] = field(default_factory=list)
     chosen: int | None = None
     embedding: np.ndarray | None = None
+    embedding_norm: float | None = None
     aligned: np.ndarray | None = None
     error: str | None = None
 
@@ -141,7 +144,12 @@ class FaceAnalyzer:
             result.error = str(e)
             return result
         result.aligned = self.recognizer.align(image, result.faces[result.chosen])
-        result.embedding = self.recognizer.embed(result.aligned)
+        rec = self.recognizer
+        if getattr(type(rec), "embed_raw", Recognizer.embed_raw) is Recognizer.embed_raw:
+            result.embedding, result.embedding_norm = rec.embed(result.aligned), 1.0
+        else:  # a recogniser with a raw output of its own (insightface)
+            raw = np.asarray(rec.embed_raw(result.aligned), np.float32).reshape(-1)
+            result.embedding, result.embedding_norm = unit(raw), float(np.linalg.norm(raw))
         return result
 
 

@@ -187,7 +187,9 @@ def import_pulid(
         {**tag, "format": FORMAT + ".encoder"},
     )
     # The release's demo settings: ID scale 0.8, 20 zero tokens, ortho v2.
-    pulid = PuLIDConfig(recognizer="insightface", clip_vision=VISION, num_zero=20, ortho="v2")
+    pulid = PuLIDConfig(
+        recognizer="insightface", clip_vision=VISION, num_zero=20, ortho="v2", raw_id_embedding=True
+    )
     write_json_atomic(
         out / META_FILE,
         {

@@ -31,6 +31,12 @@ class Recognizer(ABC):
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         """Aligned RGB uint8 crop (from `align`) -> float32 unit vector of length `dim`."""
 
+    def embed_raw(self, aligned: np.ndarray) -> np.ndarray:
+        """The network's embedding before normalisation (PuLID's release conditions on
+        antelopev2's raw one, whose length varies with the face). Default: `embed`, for
+        recognisers whose output is a unit vector anyway."""
+        return self.embed(aligned)
+
     def embed_face(self, image: np.ndarray, face: Face) -> np.ndarray:
         """Convenience: align then embed."""
         return self.embed(self.align(image, face))

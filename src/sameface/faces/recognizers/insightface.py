@@ -101,6 +101,10 @@ class InsightFaceRecognizer(Recognizer):
         return align_face(image, face.landmarks, 112)
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
+        return unit(self.embed_raw(aligned))
+
+    def embed_raw(self, aligned: np.ndarray) -> np.ndarray:
+        """ArcFace's output before normalisation (float32, length `dim`)."""
         import cv2
 
         if aligned.shape[:2] != (112, 112):
@@ -109,7 +113,7 @@ class InsightFaceRecognizer(Recognizer):
         blob = cv2.dnn.blobFromImage(
             aligned, 1.0 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=False
         )
-        return unit(self._forward(blob))
+        return np.asarray(self._forward(blob), np.float32).reshape(-1)
 
     def _forward(self, blob: np.ndarray) -> np.ndarray:
         if self._session is not None:

@@ -47,6 +47,9 @@ class PuLIDConfig(IDEncoderSettings):
             Face cache (never downloaded), or "tiny-random[:seed]" (tests). PuLID uses
             EVA02-CLIP-L-14-336; the closest transformers model is
             "openai/clip-vit-large-patch14-336" (24 layers, width 1024, embedding 768).
+        raw_id_embedding: feed the recogniser's raw (unnormalised) embedding, as the released
+            PuLID does with antelopev2 (`Identity.raw_embeddings`; the identity must be built
+            with this sameface, which records the lengths). False = the unit embedding (ours).
         face_parser: a BiSeNet face-parsing weights file (facexlib's `parsing_bisenet.pth`,
             local): the released PuLID's face input, the aligned face with background,
             clothes, ears and neck painted white by the parser (`sameface.faces.bisenet`).
@@ -104,6 +107,7 @@ class PuLIDConfig(IDEncoderSettings):
     recognizer: str = "sface"
     world: str | None = None
     clip_vision: str = "openai/clip-vit-large-patch14-336"
+    raw_id_embedding: bool = False
     face_parser: str | None = None
     adapter_init: str = "copy"
     uncond_vit: str = "zeros"

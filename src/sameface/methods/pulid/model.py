@@ -185,7 +185,7 @@ class PuLIDModel(nn.Module):
             self.check_identity(identity)
             aligned = identity.aligned[None]
             masks = aligned_face_masks(identity)[None]
-            face_embeddings = identity.embeddings[None]
+            face_embeddings = self._identity_embeddings(identity)[None]
         if face_embeddings is None:
             raise ValueError("condition() needs the face embeddings (or pass an Identity)")
         images = _as_tensor(aligned)
@@ -233,6 +233,17 @@ class PuLIDModel(nn.Module):
         id_vec = torch.cat([emb.to(out), clip], dim=-1)
         vit = [x.to(out).reshape(b, p, *x.shape[1:]) for x in hidden]
         return id_vec, vit
+
+    def _identity_embeddings(self, identity: Any) -> np.ndarray:
+        """The identity's embeddings as this model was trained on them: unit, or raw."""
+        if not self.config.raw_id_embedding:
+            return identity.embeddings
+        if "embedding_norms" not in identity.meta:
+            raise SamefaceError(
+                "this PuLID model takes the recogniser's raw embedding (raw_id_embedding), but "
+                "the identity does not record its lengths: build it again with this sameface"
+            )
+        return identity.raw_embeddings
 
     def tokens(self, id_vec: torch.Tensor, vit_hidden: Sequence[torch.Tensor]) -> torch.Tensor:
         """ID tokens (B, N, cross_dim) from `condition`'s output (differentiable in the encoder).
