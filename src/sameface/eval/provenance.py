@@ -18,7 +18,6 @@ def run_licenses(settings: Any, evaluator: Any, runs: list, specs: dict, suite: 
     """{"base": entry, "scoring": {role: entry}, "identities": entry, "rows": {label: {field:
     entry}}}, an entry being {"model", "license" (None when unknown)}."""
     from ..errors import SamefaceError
-    from .variants import run_settings
 
     scoring = {"recognizer": evaluator.analyzer.recognizer.name, "clip": evaluator.clip.name}
     context = getattr(evaluator, "context", None)
@@ -26,15 +25,8 @@ def run_licenses(settings: Any, evaluator: Any, runs: list, specs: dict, suite: 
         scoring["context"] = "world"  # only the proving ground has a context classifier
     rows = {}
     for run in runs:
-        values = run_settings(
-            run,
-            None,
-            defaults=settings.method_defaults,
-            suite=suite.methods,
-            overrides=settings.method_settings,
-        )
         try:
-            config = specs[run.method].config_cls(**values)
+            config = specs[run.method].config_cls(**settings.row_values(run, None, suite))
         except (TypeError, ValueError, SamefaceError):
             continue  # the row itself reports a bad setting when it runs
         rows[run.label] = config_licenses(config)

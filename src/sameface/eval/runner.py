@@ -112,6 +112,17 @@ class BenchSettings:
         # Always in the reported order, whatever order they were given in.
         self.extra_baselines = tuple(b for b in EXTRA_BASELINES if b in self.extra_baselines)
 
+    def row_values(self, run: Any, training_seed: int | None, suite: Suite) -> dict:
+        """A row's config values: these defaults, the suite's, then these overrides
+        (`sameface.eval.variants.run_settings`)."""
+        return run_settings(
+            run,
+            training_seed,
+            defaults=self.method_defaults,
+            suite=suite.methods,
+            overrides=self.method_settings,
+        )
+
 
 def run_benchmark(
     suite: Suite,
@@ -292,13 +303,7 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
     styled = scorer.style is not None and method.style_field is not None
     art = child_path(out / "artifacts", run.label, name, *_seed_folder(training_seed))
     if ("personalize", run.label, name, training_seed) not in scorer.done:
-        values = run_settings(
-            run,
-            training_seed,
-            defaults=settings.method_defaults,
-            suite=suite.methods,
-            overrides=settings.method_settings,
-        )
+        values = settings.row_values(run, training_seed, suite)
         if styled:
             values[method.style_field] = str(scorer.style.image)
         t0 = time.perf_counter()
