@@ -3,6 +3,8 @@ download), every key used once, and our IDFormer computing the release's functio
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,6 +177,11 @@ def test_an_imported_release_computes_the_release_and_loads_as_pulid(tmp_path):
                            sd[f"id_adapter_attn_layers.{i}.id_to_v.weight"])  # fmt: skip
     finally:
         model.remove()
+    # A folder imported before `raw_id_embedding` existed would feed unit vectors: refused.
+    meta["config"].pop("raw_id_embedding")
+    (folder / "pulid.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="import pulid` again"):
+        PuLIDModel.load(folder, base)
 
 
 def test_what_is_not_the_release_is_refused(tmp_path):

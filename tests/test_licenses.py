@@ -42,8 +42,14 @@ def test_non_commercial_terms_say_so_and_unknown_models_say_unknown():
     assert license_of("sface").commercial and license_text("sface") == "Apache-2.0"
     assert license_of("/models/my-own-net") is None
     assert license_text("/models/my-own-net").startswith("unknown")
-    assert base_license("/models/my-sdxl", "sdxl") is KNOWN["sdxl"]  # by family when unnamed
-    assert base_license(SHIPPED / "base", "sd1") is KNOWN["world"]
+    # A base model is known by its official name only: a fine-tune has terms of its own.
+    assert base_license("/models/my-sdxl-finetune") is None
+    assert base_license("stabilityai/sdxl-turbo").commercial is False
+    hub = "/cache/hub/models--stabilityai--stable-diffusion-xl-base-1.0/snapshots/abc"
+    assert base_license(hub) is KNOWN["sdxl"]
+    assert base_license(SHIPPED / "base") is KNOWN["world"]
+    assert license_of("/models/ip-adapter/faceid_sd15.bin").commercial is False
+    assert license_of("parsing_bisenet.pth").commercial is False  # CelebAMask-HQ weights
 
 
 def test_configs_carry_the_licences_of_the_models_they_pick(tmp_path):
@@ -61,6 +67,13 @@ def test_configs_carry_the_licences_of_the_models_they_pick(tmp_path):
     imported = config_licenses(pulid(adapter=str(tmp_path)))
     assert imported["adapter"]["license"]["commercial"] is False
     assert config_licenses(get_method("textual-inversion").config_cls()) == {}
+    # Weights that record only their config: the config's backbone is what encoding reads.
+    trained = tmp_path / "di"
+    trained.mkdir()
+    meta = {"method": "dreamidentity", "config": {"backbone": "vit:/m/glint360k_vit_b.pt"}}
+    (trained / "dreamidentity.json").write_text(json.dumps(meta))
+    di = get_method("dreamidentity").config_cls(adapter=str(trained))
+    assert config_licenses(di)["backbone"]["license"]["commercial"] is False
 
 
 def test_cli_models_lists_each_model_with_its_licence(capsys):

@@ -540,3 +540,13 @@ def test_a_model_on_raw_embeddings_takes_the_identitys_raw_ones(vision, ident):
         )
         with pytest.raises(SamefaceError, match="raw embedding"):
             model.condition(old)
+
+
+def test_new_settings_are_type_checked():
+    with pytest.raises(ValueError, match="face_parser must be a path"):
+        cfg(face_parser=123)
+    with pytest.raises(ValueError, match="raw_id_embedding must be true or false"):
+        cfg(raw_id_embedding="yes")
+    from pathlib import Path
+
+    assert cfg(face_parser=Path("/m/parsing_bisenet.pth")).face_parser == "/m/parsing_bisenet.pth"

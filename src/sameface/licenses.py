@@ -92,10 +92,11 @@ KNOWN: Mapping[str, License] = MappingProxyType(
         "insightface": _INSIGHTFACE,
         "mediapipe": License("Apache-2.0", True, "https://github.com/google/mediapipe"),
         "bisenet": License(
-            "MIT",
-            True,
+            "MIT code, CelebAMask-HQ weights",
+            False,
             "https://github.com/zllrunning/face-parsing.PyTorch",
-            "facexlib's parsing_bisenet.pth repackages these weights (facexlib: MIT)",
+            "the code (and facexlib's repackaging) is MIT, but the weights were trained on "
+            "CelebAMask-HQ, released for non-commercial research only",
         ),
         "openai-clip": _MIT_CLIP,
         "open-clip": License("MIT", True, "https://github.com/mlfoundations/open_clip"),
@@ -113,6 +114,12 @@ KNOWN: Mapping[str, License] = MappingProxyType(
             "https://huggingface.co/h94/IP-Adapter-FaceID",
             "non-commercial research only: it conditions on InsightFace embeddings",
         ),
+        "stability-nc": License(
+            "Stability AI Non-Commercial Research Community License",
+            False,
+            "https://huggingface.co/stabilityai/sdxl-turbo/blob/main/LICENSE.md",
+            "the Turbo models' licence",
+        ),
         "sd1": _OPENRAIL_M,
         "sd2": License(
             "CreativeML-OpenRAIL++-M",
@@ -125,12 +132,18 @@ KNOWN: Mapping[str, License] = MappingProxyType(
 )
 """The licences sameface knows, by a short key (`license_of` maps names onto these)."""
 
+_END = r"(/|$)"
 _RULES: tuple[tuple[str, str], ...] = (
     # (regular expression on the lower-cased name / id / path, key); the first match wins.
-    (r"^world(-[a-z]+)?$|sameface/world/shipped", "world"),
-    (r"ip[-_]?adapter[-_]?faceid", "ip-adapter-faceid"),
+    # Base models match only their official names (a fine-tune is another model, with its own
+    # terms: unknown here, never guessed from its family).
+    (r"^world(-[a-z]+)?$|^world:|sameface/world/shipped", "world"),
+    (r"faceid", "ip-adapter-faceid"),
     (r"pulid", "pulid"),
-    (r"insightface|antelopev2|buffalo_l|glintr100|w600k", "insightface"),
+    (
+        r"insightface|antelopev2|buffalo_l|glintr100|w600k|arcface|glint360k|ms1mv|webface|^vit:",
+        "insightface",
+    ),
     (r"^tiny([:-]|$)", "tiny"),
     (r"sface", "sface"),
     (r"yunet", "yunet"),
@@ -140,9 +153,21 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"eva02", "eva02-clip"),
     (r"^openai/clip|clip-vit-(base|large)-patch", "openai-clip"),
     (r"^laion/|open_clip|open-clip", "open-clip"),
-    (r"stable-diffusion-xl|sdxl|sd_xl", "sdxl"),
-    (r"stable-diffusion-2|sd2|v2-1", "sd2"),
-    (r"stable-diffusion-v1|sd1|sd-v1|v1-5", "sd1"),
+    (r"turbo", "stability-nc"),
+    (
+        r"(^|/)(stabilityai/)?stable-diffusion-xl-base-1\.0" + _END + r"|(^|/)sd_xl_base_1\.0",
+        "sdxl",
+    ),
+    (
+        r"(^|/)(stabilityai/)?stable-diffusion-2(-1)?(-base)?" + _END + r"|(^|/)v2-1_(512|768)",
+        "sd2",
+    ),
+    (
+        r"(^|/)((runwayml|compvis|stable-diffusion-v1-5)/)?stable-diffusion-v1-[1-5]"
+        + _END
+        + r"|(^|/)v1-5-pruned",
+        "sd1",
+    ),
 )
 
 UNKNOWN = "unknown: see the model's own terms"
@@ -177,7 +202,8 @@ def license_of(model: Any) -> License | None:
     or path, or None when sameface does not know it."""
     if model is None:
         return None
-    text = str(model).strip().lower().replace("\\", "/")
+    # The Hugging Face cache names a repo folder models--org--name.
+    text = str(model).strip().lower().replace("\\", "/").replace("models--", "").replace("--", "/")
     for pattern, key in _RULES:
         if re.search(pattern, text):
             return KNOWN[key]
@@ -228,8 +254,10 @@ def config_licenses(config: Any) -> dict[str, dict]:
         recorded = meta.get(name)
         if name != "adapter" and isinstance(recorded, dict) and recorded.get("name"):
             value = str(recorded["name"])
-            if value.startswith("."):  # a folder beside the weights
-                value = str((folder / value).resolve())
+        elif name != "adapter" and (meta.get("config") or {}).get(name):
+            value = str(meta["config"][name])  # what encoding with these weights reads
+        if isinstance(value, str) and value.startswith("."):  # a folder beside the weights
+            value = str((folder / value).resolve())
         if value in (None, ""):
             continue
         if name == "adapter":
@@ -240,11 +268,11 @@ def config_licenses(config: Any) -> dict[str, dict]:
     return out
 
 
-def base_license(spec: Any, family: str | None = None) -> License | None:
-    """The licence of a base model given as `spec` (hub id, path, "tiny:sd1"): by its name, as
-    a proving-ground world's base (a folder beside `world.json`), else by its family."""
-    lic = _path_license(spec)
-    return lic if lic is not None or not family else KNOWN.get(family)
+def base_license(spec: Any) -> License | None:
+    """The licence of a base model given as `spec` (hub id, path, "tiny:sd1"): by its official
+    name, or as a proving-ground world's base (a folder beside `world.json`); None otherwise.
+    Never by its family: a fine-tuned checkpoint has terms of its own."""
+    return _path_license(spec)
 
 
 def _path_license(model: Any) -> License | None:

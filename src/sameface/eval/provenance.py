@@ -14,7 +14,7 @@ def _entry(model: Any, lic: Any) -> dict:
     return {"model": str(model), "license": None if lic is None else lic.to_dict()}
 
 
-def run_licenses(settings: Any, evaluator: Any, runs: list, specs: dict, suite: Any, family: str):
+def run_licenses(settings: Any, evaluator: Any, runs: list, specs: dict, suite: Any):
     """{"base": entry, "scoring": {role: entry}, "identities": entry, "rows": {label: {field:
     entry}}}, an entry being {"model", "license" (None when unknown)}."""
     from ..errors import SamefaceError
@@ -31,7 +31,7 @@ def run_licenses(settings: Any, evaluator: Any, runs: list, specs: dict, suite: 
             continue  # the row itself reports a bad setting when it runs
         rows[run.label] = config_licenses(config)
     return {
-        "base": _entry(settings.base_spec, base_license(settings.base_spec, family)),
+        "base": _entry(settings.base_spec, base_license(settings.base_spec)),
         "scoring": {k: _entry(v, license_of(v)) for k, v in scoring.items()},
         "identities": _entry(
             settings.identity_recognizer, license_of(settings.identity_recognizer)

@@ -37,7 +37,7 @@ from ..locks import LOCK_FILE, FolderLock
 from .metrics import aggregate_score, mean_pairwise, neutral_prompt, normalise, score_face
 from .provenance import run_licenses
 from .records import RESULTS, done_keys, json_default, merge_results, read_results, record_key
-from .style import leakage, words_prompts
+from .style import STYLE_PLACEHOLDER, leakage, words_prompts
 from .suite import Suite
 from .variants import method_of, run_settings
 
@@ -166,12 +166,13 @@ def run_benchmark(
         write_json_atomic(
             out / "run.json",
             _run_meta(suite, evaluator, settings, runs, specs)
-            | {"licenses": run_licenses(settings, evaluator, runs, specs, suite, base.family)},
+            | {"licenses": run_licenses(settings, evaluator, runs, specs, suite)},
             default=json_default,
         )
     part = out / (RESULTS if num_processes == 1 else f"results.part{process_index}.jsonl")
     done = done_keys(out)
     mine = [i for i in range(len(suite.identities)) if i % num_processes == process_index]
+    _check_style_references(suite, mine, evaluator)  # now, not hours into the run
     for index in _bar(mine, progress, "identities"):
         _run_identity(index, suite, base, out, evaluator, settings, runs, part, done, progress)
     if num_processes > 1:
@@ -304,8 +305,10 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
     art = child_path(out / "artifacts", run.label, name, *_seed_folder(training_seed))
     if ("personalize", run.label, name, training_seed) not in scorer.done:
         values = settings.row_values(run, training_seed, suite)
-        if styled:
+        if styled:  # the reference, named in the prompts by the suite's word
             values[method.style_field] = str(scorer.style.image)
+            if "style_placeholder" in getattr(method.config_cls, "__dataclass_fields__", {}):
+                values["style_placeholder"] = STYLE_PLACEHOLDER
         t0 = time.perf_counter()
         _reset_peak_memory(base)
         method.personalize(
@@ -341,6 +344,18 @@ def _run_method(run, training_seed, identity, scorer: _Scorer, base, settings, p
             scorer.add(
                 run.label, pi, seed, img, secs, path, extra=extra, training_seed=training_seed
             )
+
+
+def _check_style_references(suite: Suite, mine: list[int], evaluator: Evaluator) -> None:
+    """Every style reference of this shard shows a face the evaluator finds (else a clear
+    error naming the identity, before any work)."""
+    for i in mine:
+        ident = suite.identities[i]
+        if ident.style is not None:
+            try:
+                evaluator.analyzer.analyze(ident.style.image, strict=True)
+            except SamefaceError as e:
+                raise SamefaceError(f"identity {ident.name!r}: style reference: {e}") from None
 
 
 def _words_suite(suite: Suite, ident: Any) -> Suite:

@@ -112,19 +112,28 @@ def parse_style(
         raise SamefaceError(
             f"{where}: image is a path and prompt a text of at most 2000 characters"
         )
-    return StyleReference(resolve(image), prompt)
+    if len(image) > 4096:
+        raise SamefaceError(f"{where}: image path is {len(image)} characters; at most 4096")
+    from .suite import IMAGE_SUFFIXES
+
+    path = resolve(image)
+    if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise SamefaceError(f"{where}: {path} is not an image file ({', '.join(IMAGE_SUFFIXES)})")
+    return StyleReference(path, prompt)
 
 
-WorldStyles = Callable[[int, str], StyleReference]
-"""(identity index, caption) -> that identity's reference, drawn by the world."""
+WorldStyles = Callable[[int, str, str], StyleReference]
+"""(identity index, caption, the suite's placeholder) -> that identity's reference, drawn by
+the world."""
 
 
-def world_style_references(world: Any, out_dir: Path, placeholder: str = "<id>") -> WorldStyles:
+def world_style_references(world: Any, out_dir: Path) -> WorldStyles:
     """References drawn in `world`: identity i's shows held-out new person i (one not among the
     world's reference people, so no suite identity) in the caption's context, saved under
-    `out_dir`; its words are the world's caption of that context with `placeholder`."""
+    `out_dir`; its words are the world's caption of that context, naming the person with the
+    suite's placeholder."""
 
-    def draw(index: int, caption: str) -> StyleReference:
+    def draw(index: int, caption: str, placeholder: str) -> StyleReference:
         path, context = world.render_style_reference(out_dir, index, caption)
         from ..world.captions import write_caption
 

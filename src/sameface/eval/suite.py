@@ -255,9 +255,11 @@ def _suite_style(doc: dict, path: Path, identities: list, world_styles, resolve)
         raise SamefaceError(f"{where}: `world:` references need a world; run with --world")
     for i, ident in enumerate(identities):
         if ident.style is None:
-            ident.style = (
-                world_styles(i, style[i % len(style)]) if isinstance(style, list) else style
-            )
+            if isinstance(style, list):
+                placeholder = str(doc.get("placeholder", "<id>"))
+                ident.style = world_styles(i, style[i % len(style)], placeholder)
+            else:
+                ident.style = style
 
 
 def _resolve(root: Path, p: str) -> Path:

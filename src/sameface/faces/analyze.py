@@ -26,7 +26,7 @@ class ImageFaces:
         chosen: index of the face used, or None when none is usable.
         embedding: unit embedding of the chosen face, or None.
         embedding_norm: the length of the recogniser's raw embedding (1 for recognisers
-            whose output is unit already), or None.
+            without `embed_raw` of their own: sameface keeps no raw length for them), or None.
         aligned: the recogniser's aligned crop of the chosen face, or None.
         error: why no face is usable, or None.
     """

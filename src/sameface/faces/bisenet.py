@@ -243,7 +243,10 @@ def _read_state(path: Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error type for a damaged file
+            raise SamefaceError(f"{path}: not a readable safetensors file ({e})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code in it, a truncated file, not a checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -149,7 +150,7 @@ class World:
         """A style reference portrait for suite identity `index`: held-out new person `index`
         (counting past the reference people, so no suite identity) in the context `caption`
         asks for (what it leaves unsaid: `Context`'s defaults), saved as
-        `out_dir/<index>_<Name>.png`. Returns (path, context); the same arguments give the
+        `out_dir/<index>_<Name>_<context hash>.png`. Returns (path, context); the same arguments give the
         same pixels."""
         import numpy as np
 
@@ -172,7 +173,9 @@ class World:
         context = Context(**attrs)
         rng = np.random.default_rng([seed, person])
         name = new.names[person].replace(" ", "_")
-        path = Path(out_dir) / f"{index:03d}_{name}.png"
+        # The context and seed are in the name: an edited suite never reuses a stale portrait.
+        key = hashlib.sha256(json.dumps([context.to_dict(), seed]).encode()).hexdigest()[:8]
+        path = Path(out_dir) / f"{index:03d}_{name}_{key}.png"
         if not path.is_file():
             image = render(new.params[person], context, size=self.image_size, rng=rng).image
             save_image_atomic(image, path)

@@ -256,9 +256,13 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         )
     identities, prompts = _identities_and_prompts(recs.images)
     # The suite's own wording: records of a style-reference suite hold each identity's words.
-    written = (meta.get("protocol") or {}).get("prompts")
+    protocol = meta.get("protocol")
+    written = protocol.get("prompts") if isinstance(protocol, Mapping) else None
     if isinstance(written, list):
-        prompts = [(i, str(written[i]) if i < len(written) else p) for i, p in prompts]
+        prompts = [
+            (i, str(written[i]) if i < len(written) and "<style>" in str(written[i]) else p)
+            for i, p in prompts
+        ]
     return RunData(
         run_dir=run_dir,
         meta=meta,

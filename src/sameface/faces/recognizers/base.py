@@ -33,8 +33,8 @@ class Recognizer(ABC):
 
     def embed_raw(self, aligned: np.ndarray) -> np.ndarray:
         """The network's embedding before normalisation (PuLID's release conditions on
-        antelopev2's raw one, whose length varies with the face). Default: `embed`, for
-        recognisers whose output is a unit vector anyway."""
+        antelopev2's raw one, whose length varies with the face). Default: `embed`, the unit
+        vector, for recognisers where sameface keeps no raw length (identities then record 1)."""
         return self.embed(aligned)
 
     def embed_face(self, image: np.ndarray, face: Face) -> np.ndarray:

@@ -151,6 +151,8 @@ class PuLIDConfig(IDEncoderSettings):
             self.fast_weights = os.fspath(self.fast_weights)
         if isinstance(self.world, os.PathLike):
             self.world = os.fspath(self.world)
+        if isinstance(self.face_parser, os.PathLike):
+            self.face_parser = os.fspath(self.face_parser)
         choices = {
             "encoder": ENCODER_KINDS,
             "recognizer": tuple(RECOGNIZER_DIMS),
@@ -297,6 +299,8 @@ def _type_errors(cfg: PuLIDConfig) -> list[str]:
     ]
     if cfg.resolution is not None and not _is_int(cfg.resolution):
         errors.append(f"resolution must be a whole number or unset, got {cfg.resolution!r}")
+    if not isinstance(cfg.raw_id_embedding, bool):
+        errors.append(f"raw_id_embedding must be true or false, got {cfg.raw_id_embedding!r}")
     if not isinstance(cfg.gradient_checkpointing, bool):
         errors.append(
             f"gradient_checkpointing must be true or false, got {cfg.gradient_checkpointing!r}"
@@ -311,7 +315,7 @@ def _type_errors(cfg: PuLIDConfig) -> list[str]:
     betas = cfg.adam_betas
     if not isinstance(betas, (list, tuple)) or not all(map(_is_number, betas)):
         errors.append(f"adam_betas must be two numbers, got {betas!r}")
-    for name in ("adapter", "fast_weights", "world"):
+    for name in ("adapter", "fast_weights", "world", "face_parser"):
         v = getattr(cfg, name)
         if v is not None and not isinstance(v, (str, os.PathLike)):
             errors.append(f"{name} must be a path or unset, got {v!r}")

@@ -79,7 +79,11 @@ def personalize(
     if str(source) == UNTRAINED:
         vision = vision or ClipVision.load(cfg.clip_vision, device=base.device)
         model = PuLIDModel(base, cfg, vision=vision)
-        folder = model.save(out / UNTRAINED_DIR, extra={"untrained": True}).resolve()
+        try:
+            folder = model.save(out / UNTRAINED_DIR, extra={"untrained": True}).resolve()
+        except BaseException:
+            model.remove()  # give the UNet back as it was
+            raise
     else:
         folder = Path(source).resolve()
         meta = read_meta(folder)

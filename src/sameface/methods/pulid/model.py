@@ -241,7 +241,8 @@ class PuLIDModel(nn.Module):
         if "embedding_norms" not in identity.meta:
             raise SamefaceError(
                 "this PuLID model takes the recogniser's raw embedding (raw_id_embedding), but "
-                "the identity does not record its lengths: build it again with this sameface"
+                "the identity does not record its lengths: build it again with this sameface "
+                "(in a bench run folder: delete its identities/<name> folder)"
             )
         return identity.raw_embeddings
 
@@ -456,6 +457,11 @@ class PuLIDModel(nn.Module):
             enc_cfg = IDEncoderConfig.from_dict(meta["encoder"])
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"{folder / META_FILE}: corrupt settings ({e})") from None
+        if meta.get("imported_from") and "raw_id_embedding" not in meta["config"]:
+            # Imported before the raw embedding was known: unit vectors would be fed silently.
+            raise ArtifactError(
+                f"{folder}: imported by an older sameface; run `sameface import pulid` again"
+            )
         if isinstance(vision, (str, os.PathLike)):
             vision = ClipVision.load(vision, device=base.device, local_files_only=local_files_only)
         if vision is not None:
