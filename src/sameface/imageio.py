@@ -20,6 +20,8 @@ from .errors import ImageLoadError
 ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
 DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+"""File suffixes sameface takes for an image where it lists a folder or checks a path."""
 """Refuse images above 64 megapixels by default (larger than any camera photo, smaller than a bomb)."""
 
 _BACKGROUND = (255, 255, 255)  # transparent pixels become white, like a photo on paper

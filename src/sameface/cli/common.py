@@ -46,11 +46,10 @@ def add_face_options(p: argparse.ArgumentParser, policy_flag: str = "--face") ->
     )
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-
-
 def expand_images(paths: list[str]) -> list[str]:
     """Paths as given, with folders replaced by the image files directly inside them (sorted)."""
+    from ..imageio import IMAGE_SUFFIXES  # here: the CLI loads no numpy until it runs
+
     out = []
     for p in paths:
         path = Path(p)

@@ -30,9 +30,9 @@ import numpy as np
 
 from ..errors import OutputError, SamefaceError
 from ..fileio import append_jsonl, read_jsonl, write_json_atomic, write_with
+from ..imageio import IMAGE_SUFFIXES
 from ..locks import FolderLock
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 INDEX = "index.jsonl"
 
 

@@ -114,7 +114,7 @@ def parse_style(
         )
     if len(image) > 4096:
         raise SamefaceError(f"{where}: image path is {len(image)} characters; at most 4096")
-    from .suite import IMAGE_SUFFIXES
+    from ..imageio import IMAGE_SUFFIXES
 
     path = resolve(image)
     if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ..errors import OutputError, SamefaceError
 from ..fileio import safe_name
+from ..imageio import IMAGE_SUFFIXES
 from .style import StyleReference, WorldStyles, parse_style, style_problems
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 WORLD_IDENTITIES = "world"
 """`identities: world` in a suite: every reference person of the miniature world in use."""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import SamefaceError
+from ...imageio import IMAGE_SUFFIXES
 from .bank import (
     FORMAT_VERSION,
     CelebrityBank,
@@ -19,7 +20,6 @@ from .bank import (
 from .face_stats import _embed_faces, _summarise_faces, _verdict
 from .names import _normalise_name
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # ---- building from photos -----------------------------------------------------------------
 
 
