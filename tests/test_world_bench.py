@@ -46,7 +46,12 @@ def world_dir(tmp_path_factory):
     from sameface.world.build import BuildConfig, build_world
 
     out = tmp_path_factory.mktemp("world")
-    build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
+    # One torch thread, as `conftest.tiny_world` builds (the build would take every core).
+    import torch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "set_num_threads", lambda n: None)
+        build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
     return out
 
 

@@ -18,7 +18,12 @@ from sameface.world.trainer import LoopSettings, train_loop
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
+    # One torch thread, as `conftest.tiny_world` builds (the build would take every core).
+    import torch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "set_num_threads", lambda n: None)
+        build_world(out, BuildConfig.tiny(), progress=False, log=lambda s: None)
     return out
 
 
@@ -138,9 +143,12 @@ def test_non_finite_losses_stop_the_stage(tmp_path):
         )
 
 
-def test_cli_world_build_tiny_and_show(tmp_path, capsys):
+def test_cli_world_build_tiny_and_show(tmp_path, capsys, monkeypatch):
+    import torch
+
     from sameface.cli import main
 
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # one thread, as the others
     out = tmp_path / "w"
     assert main(["world", "build", "--tiny", "--quiet", "--out", str(out)]) == 0
     assert main(["world", "show", "--world", str(out)]) == 0
