@@ -218,6 +218,7 @@ def test_cancel_keeps_the_checkpoint_and_personalise_resumes(browser, server):
     page.locator("#personalise").click()
     expect(page.locator("#personalise-status")).to_contain_text("step", timeout=WAIT_MS)  # progress
     page.locator("#cancel").click()
+    expect(page.locator("#cancel-status")).to_contain_text("Stopping after this step")
     expect(page.locator("#personalise-status")).to_contain_text(
         "the checkpoint is kept: personalising again resumes", timeout=WAIT_MS
     )

@@ -123,6 +123,9 @@ def build_app(workspace: Any) -> Any:
                 run = gr.Button("Personalise", variant="primary", elem_id="personalise")
                 stop = gr.Button("Cancel", elem_id="cancel")
             run_status = gr.Markdown(elem_id="personalise-status")
+            # Cancel answers in its own line: written into run_status, a late reply could
+            # overwrite the run's closing message (seen once: "Stopping…" left after the end).
+            cancel_status = gr.Markdown(elem_id="cancel-status")
 
         # -- generate -------------------------------------------------------------------------
         with gr.Tab("Generate", id="generate") as generate_tab:
@@ -336,8 +339,13 @@ def build_app(workspace: Any) -> Any:
             return "Stopping after this step; the checkpoint is kept, so Personalise resumes."
 
         stop.click(
-            stop_training, inputs=session, outputs=run_status, queue=False, api_visibility="private"
+            stop_training,
+            inputs=session,
+            outputs=cancel_status,
+            queue=False,
+            api_visibility="private",
         )
+        run.click(lambda: "", outputs=cancel_status, queue=False, api_visibility="private")
 
         for who, what in ((g_person, g_method), (i_person, i_method)):
             who.change(
