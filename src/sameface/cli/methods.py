@@ -168,17 +168,21 @@ def _generate_options(method, args) -> dict:
     """The method's extra call arguments given on the command line (refused for other methods)."""
     from ..errors import UsageError
 
-    out = {}
+    owners: dict[str, list[str]] = {}
     for name, spec in _registry().items():
         for arg in spec.generate_options:
-            value = getattr(args, arg, None)
-            if value is None:
-                continue
-            if arg not in method.generate_options:
-                raise UsageError(
-                    f"--{arg.replace('_', '-')} is an option of {name}, not of {method.name}"
-                )
-            out[arg] = value
+            owners.setdefault(arg, []).append(name)
+    out = {}
+    for arg, names in owners.items():
+        value = getattr(args, arg, None)
+        if value is None:
+            continue
+        if arg not in method.generate_options:
+            raise UsageError(
+                f"--{arg.replace('_', '-')} is an option of {' and '.join(names)}, "
+                f"not of {method.name}"
+            )
+        out[arg] = value
     return out
 
 
@@ -216,9 +220,17 @@ def _add_generate_options(parser, registry) -> None:
     from .config_flags import add_flag, flag_specs
 
     group = parser.add_argument_group("method options")
+    owners: dict[str, list[str]] = {}
+    specs: dict[str, tuple] = {}
     for name, spec in registry.items():
         for arg, field in spec.generate_options.items():
-            add_flag(group, arg, flag_specs(spec.config_cls)[field], [name])
+            owners.setdefault(arg, []).append(name)
+            specs.setdefault(arg, flag_specs(spec.config_cls)[field])
+    for arg, names in owners.items():
+        kind, extra, text, default = specs[arg]
+        if len(names) > 1:  # one flag for several methods: each keeps its own default
+            text, default = f"{text} Default: the method's own.", None
+        add_flag(group, arg, (kind, extra, text, default), names)
 
 
 def add_parsers(sub, common) -> None:

@@ -325,6 +325,25 @@ def _save_embedding(path: Path, emb: np.ndarray) -> None:
     write_with(path, lambda p: save_file(tensors, str(p)))
 
 
+def check_data_recognizer(data_dir: str | os.PathLike, recognizer: str) -> None:
+    """Refuse a dataset whose embeddings (`prepare.json`) come from another recogniser than
+    the one a trainer conditions on (a dataset without the record passes: the encoder's
+    shape check still catches other widths).
+
+    Raises:
+        SamefaceError: another recogniser's embeddings.
+    """
+    try:
+        name = json.loads((Path(data_dir) / "prepare.json").read_text())["recognizer"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if name != recognizer:
+        raise SamefaceError(
+            f"{data_dir} holds {name} embeddings but recognizer is {recognizer}; prepare the "
+            f"data with the {recognizer} recogniser or set recognizer: {name}"
+        )
+
+
 class FaceDataset:
     """Prepared samples as arrays: crop (R,R,3) uint8, aligned (112,112,3), mask (R,R), embedding, caption.
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
+from .attn_layers import processor_layer, unet_skeleton
 
 ENCODER_PREFIX = "id_adapter."
 ATTENTION_PREFIX = "id_adapter_attn_layers."
@@ -97,15 +98,10 @@ def map_adapter(official: dict[str, Any], processor_names: list[str]) -> dict[st
         m = _ATTN_KEY.match(key)
         if m is None:
             raise ArtifactError(f"{ATTENTION_PREFIX}{key}: not an ID projection (id_to_k/v)")
-        i = int(m.group(1))
-        if i >= len(processor_names):
-            raise ArtifactError(
-                f"{ATTENTION_PREFIX}{key}: layer {i} of a UNet with {len(processor_names)}"
-            )
-        name = processor_names[i].removesuffix(".processor")
+        name = processor_layer(int(m.group(1)), processor_names, ATTENTION_PREFIX + key)
         if not name.endswith("attn2"):
             raise ArtifactError(
-                f"{ATTENTION_PREFIX}{key}: layer {i} ({name}) is not cross-attention"
+                f"{ATTENTION_PREFIX}{key}: layer {m.group(1)} ({name}) is not cross-attention"
             )
         out[f"layers.{name.replace('.', '_')}.to_{m.group(2)}_id.weight"] = value
     return out
@@ -264,10 +260,4 @@ def modules_from_release(tensors: dict[str, Any], unet: Any, config: Any) -> tup
 
 def sdxl_unet_skeleton() -> Any:
     """SDXL's UNet architecture with its parameters on the meta device (no memory, no weights)."""
-    from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
-
-    from ..models.configs import real_configs
-
-    with init_empty_weights():
-        return UNet2DConditionModel.from_config(real_configs("sdxl")["unet"])
+    return unet_skeleton("sdxl")

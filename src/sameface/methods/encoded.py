@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, SamefaceError
 from ..fileio import write_json_atomic
 
 META_FILE = "artifact.json"
@@ -68,4 +68,22 @@ def load_encoded(
     return tensors, meta
 
 
-__all__ = ["META_FILE", "load_encoded", "save_encoded"]
+def check_identity_recognizer(identity: Any, want: str, dim: int, method: str) -> None:
+    """Raise SamefaceError unless `identity`'s embeddings come from the recogniser `want`
+    (`dim`-d), the one the encoder of `method` reads.
+
+    Raises:
+        SamefaceError: another recogniser or width (the message says how to rebuild).
+    """
+    rec = identity.meta.get("recognizer") if isinstance(identity.meta, dict) else None
+    name = rec.get("name") if isinstance(rec, dict) else None
+    have = int(identity.embeddings.shape[-1])
+    if (name is not None and name != want) or have != dim:
+        raise SamefaceError(
+            f"this {method} model reads {want} embeddings ({dim}-d) but the identity has "
+            f"{name or 'unknown'} embeddings ({have}-d); build the identity with "
+            f"--recognizer {want}"
+        )
+
+
+__all__ = ["META_FILE", "check_identity_recognizer", "load_encoded", "save_encoded"]

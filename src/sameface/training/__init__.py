@@ -2,7 +2,15 @@
 
 from .checkpoint import CheckpointManager
 from .ema import Ema
-from .run import Phase, TrainingRun, adamw, dataset_run, fingerprint, loss_summary
+from .run import (
+    Phase,
+    TrainingRun,
+    adamw,
+    dataset_fingerprint,
+    dataset_run,
+    fingerprint,
+    loss_summary,
+)
 from .state import (
     generator_from_state,
     optimizer_state_dict_to_tensors,
@@ -15,6 +23,7 @@ __all__ = [
     "Phase",
     "TrainingRun",
     "adamw",
+    "dataset_fingerprint",
     "dataset_run",
     "fingerprint",
     "generator_from_state",

@@ -535,6 +535,21 @@ def adamw(module: torch.nn.Module, config: Any) -> torch.optim.AdamW:
     )
 
 
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "learning_rate", "mixed_precision")
+"""Settings of a dataset run that may change between an interruption and its resumption."""
+
+
+def dataset_fingerprint(config: Any, data: Any, base: Any, init_from: Any) -> str:
+    """`fingerprint` of a dataset training run: the settings (less `RESUMABLE_CHANGES`), the
+    dataset's sample ids, the base model and the folder it starts from."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    return fingerprint(
+        settings,
+        json.dumps([s["id"] for s in data.samples]),
+        f"{base.family}:{base.source}:{init_from}",
+    )
+
+
 def fingerprint(settings: Mapping[str, Any], *parts: bytes | str) -> str:
     """A short hash of a run's settings (JSON) and other parts (data, base model) to match on resume."""
     import hashlib
@@ -547,12 +562,14 @@ def fingerprint(settings: Mapping[str, Any], *parts: bytes | str) -> str:
 
 __all__ = [
     "FORMAT",
+    "RESUMABLE_CHANGES",
     "NumpyStream",
     "Phase",
     "TorchGeneratorStream",
     "TorchGlobalStream",
     "TrainingRun",
     "adamw",
+    "dataset_fingerprint",
     "dataset_run",
     "fingerprint",
     "loss_summary",

@@ -210,6 +210,21 @@ def trained_in_world(
     return folder
 
 
+def finished_run(folder: str | os.PathLike, meta_file: str, config: Any, n_images: int) -> bool:
+    """Whether `folder` holds a finished training run with exactly `config`'s settings on
+    `n_images` samples (its `meta_file` records "config" and "trained": steps, samples)."""
+    try:
+        meta = json.loads((Path(folder) / meta_file).read_text())
+    except (OSError, ValueError):
+        return False
+    trained = meta.get("trained", {})
+    return (
+        meta.get("config") == config.to_dict()
+        and trained.get("steps") == config.steps
+        and trained.get("samples") == n_images
+    )
+
+
 def record_time(work: str | os.PathLike, key: str, seconds: float, **info: Any) -> None:
     """Add `key`'s wall time (and the thread count, and `info`) to `work/timings.json`."""
     import torch
@@ -225,6 +240,7 @@ def record_time(work: str | os.PathLike, key: str, seconds: float, **info: Any) 
 __all__ = [
     "add_recipe_arguments",
     "anonymous_identities",
+    "finished_run",
     "parse_settings",
     "publish_trained",
     "record_time",

@@ -33,13 +33,12 @@ from ...training import Phase, adamw, dataset_run, fingerprint, loss_summary
 from ...training.distributed import distributed_context
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import to_tensor_images
+from ...training.run import RESUMABLE_CHANGES
 from .augment import TripletSet
 from .config import DreamIdentityConfig
 from .encode import load_encoder_backbone
 from .model import M2Encoder
 
-# Settings that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "learning_rate", "mixed_precision")
 _SUBJECT = re.compile(r"\b(?:a person|someone|the person|person)\b")
 
 
@@ -228,7 +227,7 @@ def _step_fn(
 def _fingerprint(
     cfg: DreamIdentityConfig, data: Any, triplets: Any, base: Any, init_from: Any
 ) -> str:
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES}
     ids = [s["id"] for s in data.samples]
     extra = (
         [[t["face"], t["image"], t["template"]] for t in triplets.records]

@@ -13,7 +13,6 @@ Imports nothing heavy: the CLI reads `RECIPE`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -117,7 +116,7 @@ def train_world_dreamidentity(
         The encoder folder (`WORLD/dreamidentity`, or the training folder without `publish`).
     """
     from ...errors import SamefaceError
-    from ...world.recipes import record_time, render_face_dataset
+    from ...world.recipes import finished_run, record_time, render_face_dataset
     from ...world.world import World
     from .augment import self_augment
     from .encode import load_encoder_backbone
@@ -153,7 +152,7 @@ def train_world_dreamidentity(
         )
     name = "train" + ("" if augmented else "-noaug") + ("" if cfg.scales == "multi" else "-last")
     folder = work / name
-    if _finished(folder, cfg, n_images):
+    if finished_run(folder, "dreamidentity.json", cfg, n_images):
         log(f"[train] done earlier: {folder}")
     else:
         backbone = load_encoder_backbone(cfg, None, "cpu")
@@ -165,19 +164,6 @@ def train_world_dreamidentity(
         record_time(work, name, seconds, steps=cfg.steps, batch_size=cfg.batch_size)
         log(f"[train] {cfg.steps} steps in {seconds:.0f} s -> {folder}")
     return publish_encoder(folder, world.folder) if publish else folder
-
-
-def _finished(folder: Path, cfg: Any, n_images: int) -> bool:
-    try:
-        meta = json.loads((folder / "dreamidentity.json").read_text())
-    except (OSError, ValueError):
-        return False
-    trained = meta.get("trained", {})
-    return (
-        meta.get("config") == cfg.to_dict()
-        and trained.get("steps") == cfg.steps
-        and trained.get("samples") == n_images
-    )
 
 
 def publish_encoder(folder: str | os.PathLike, world_folder: str | os.PathLike) -> Path:

@@ -24,15 +24,12 @@ import torch
 
 from ...losses import diffusion_target, feedface_loss, sample_timesteps
 from ...models.text import encode_prompts
-from ...training import Phase, adamw, dataset_run, fingerprint, loss_summary
+from ...training import Phase, adamw, dataset_fingerprint, dataset_run, loss_summary
 from ...training.distributed import distributed_context
 from ...training.frozen import frozen_base, training_scheduler
 from ...training.latents import to_tensor_images, to_tensor_masks
 from .config import FACE_EXPAND, FeedFaceConfig
 from .model import FeedFaceModel
-
-# Settings that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "learning_rate", "mixed_precision")
 
 
 def train(
@@ -80,7 +77,7 @@ def train(
         "feedface",
         out,
         cfg,
-        _fingerprint(cfg, data, base, init_from),
+        dataset_fingerprint(cfg, data, base, init_from),
         ctx,
         resume=resume,
         progress=progress,
@@ -229,12 +226,3 @@ def _dataset_expand(data_dir: str | Path) -> float:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return FACE_EXPAND
-
-
-def _fingerprint(cfg: FeedFaceConfig, data: Any, base: Any, init_from: Any) -> str:
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
-    return fingerprint(
-        settings,
-        json.dumps([s["id"] for s in data.samples]),
-        f"{base.family}:{base.source}:{init_from}",
-    )

@@ -32,6 +32,7 @@ from ...faces.aligned_masks import aligned_face_masks, template_face_mask
 from ...faces.id_loss import RECOGNIZER_DIMS
 from ...faces.parsing import parsed_face_tensor
 from ...models.clip_vision import ClipVision
+from ..encoded import check_identity_recognizer
 from .config import PuLIDConfig
 
 __all__ = [
@@ -327,16 +328,7 @@ class PuLIDModel(nn.Module):
 
     def check_identity(self, identity: Any) -> None:
         """Raise SamefaceError unless the identity's embeddings come from this model's recogniser."""
-        rec = identity.meta.get("recognizer") if isinstance(identity.meta, dict) else None
-        name = rec.get("name") if isinstance(rec, dict) else None
-        want = self.config.recognizer
-        dim = int(identity.embeddings.shape[-1])
-        if (name is not None and name != want) or dim != self.id_dim:
-            raise SamefaceError(
-                f"this PuLID model reads {want} embeddings ({self.id_dim}-d) but the identity has "
-                f"{name or 'unknown'} embeddings ({dim}-d); build the identity with "
-                f"--recognizer {want}"
-            )
+        check_identity_recognizer(identity, self.config.recognizer, self.id_dim, "PuLID")
 
     @torch.no_grad()
     def encode_identity(self, identity: Any) -> torch.Tensor:

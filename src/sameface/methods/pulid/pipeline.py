@@ -6,10 +6,9 @@ arrives as ID tokens in every cross-attention layer:
 
     out = Attn(Q, K_txt, V_txt) + id_scale · Attn(Q, K_id, V_id)
 
-Classifier-free guidance: diffusers batches the negative (unconditional) half first,
-`torch.cat([negative_prompt_embeds, prompt_embeds])`, so the ID tokens go in the same order,
-`torch.cat([uncond_tokens, cond_tokens])` (PuLID: `torch.cat((uncond_id_embedding,
-id_embedding))`).
+Classifier-free guidance pairs the unconditional ID tokens with the negative prompt, in
+diffusers' batch order (PuLID: `torch.cat((uncond_id_embedding, id_embedding))`;
+`methods.id_tokens_pipeline`).
 """
 
 from __future__ import annotations
@@ -21,16 +20,13 @@ from typing import Any
 import torch
 
 from ...adapters.id_attention import IDAdapter
-from ...errors import ArtifactError
-from ..pipeline_base import MethodPipeline, cfg_batch
+from ..id_tokens_pipeline import DEFAULT_SUBJECT, IDTokenPipeline
 from ..spec import GenerationOutput, artifact_base
 from .artifact import load_tokens
 from .model import ADAPTER_FILE, read_meta
 
-DEFAULT_SUBJECT = "a person"
 
-
-class PuLIDPipeline(MethodPipeline):
+class PuLIDPipeline(IDTokenPipeline):
     """Inference with a PuLID artifact on its base model.
 
     Installs the trained ID adapter in the base UNet (weights untouched; `close()` or leaving
@@ -59,41 +55,21 @@ class PuLIDPipeline(MethodPipeline):
         placeholder: str = "<id>",
         subject: str = DEFAULT_SUBJECT,
     ):
-        meta = meta or {}
-        if meta.get("family") not in (None, base.family):
-            raise ArtifactError(
-                f"artifact was made for a {meta['family']} base model but this one is {base.family}"
-            )
-        cross = int(base.unet.config.cross_attention_dim)
-        if cond.shape[-1] != cross:
-            raise ArtifactError(
-                f"ID tokens are {cond.shape[-1]}-d but the UNet's cross-attention width is {cross}: "
-                "wrong base model?"
-            )
         pulid_meta = read_meta(adapter_folder)
-        want = meta.get("adapter_save_id")
-        if want and pulid_meta.get("save_id") != want:
-            raise ArtifactError(
-                f"{adapter_folder} was saved again after this identity was encoded (its tokens "
-                "belong to the earlier model); run personalize again"
-            )
-        self.base, self.meta = base, meta
-        self.placeholder, self.subject = placeholder, subject
-        self.id_scale = float(meta.get("id_scale", 0.8))
-        self.cond = cond.to(base.device)
-        self.uncond = uncond.to(base.device)
+        super().__init__(
+            base, cond, uncond, meta or {}, pulid_meta, adapter_folder,
+            default_id_scale=0.8, placeholder=placeholder, subject=subject,
+        )  # fmt: skip
         trained = pulid_meta.get("config") or {}  # the attention options the model runs with
         adapter = IDAdapter(
             base.unet,
-            cross,
+            int(base.unet.config.cross_attention_dim),
             init="zero_v",  # the weights come from the file
             num_zero=int(trained.get("num_zero", 0)),
             ortho=trained.get("ortho", "off") or "off",
         )
         adapter.load(Path(adapter_folder) / ADAPTER_FILE)
         self.adapter = adapter.install()
-        self.pipe = base.as_pipeline()
-        self.pipe.set_progress_bar_config(disable=None)
 
     @classmethod
     def from_artifact(
@@ -153,19 +129,7 @@ class PuLIDPipeline(MethodPipeline):
             id_scale: weight of the ID attention; default the artifact's (PuLID's demo: 0.8);
                 0 gives the base model's images exactly.
         """
-        from ...limits import MAX_ID_SCALE, check_scale
-
-        scale = check_scale(
-            "id_scale", self.id_scale if id_scale is None else id_scale, MAX_ID_SCALE
-        )
-
-        def id_kwargs(n: int, guidance: float) -> dict:
-            # The ID tokens follow diffusers' CFG batch order (unconditional half first).
-            cond = self.cond.expand(n, -1, -1)
-            tokens = cfg_batch(self.uncond.expand(n, -1, -1), cond, self.do_cfg(guidance))
-            return {"cross_attention_kwargs": {"id_tokens": tokens, "id_scale": scale}}
-
-        return self.generate(
+        return self.generate_with_ids(
             prompt,
             negative_prompt,
             num_inference_steps,
@@ -175,8 +139,8 @@ class PuLIDPipeline(MethodPipeline):
             height,
             width,
             output_type,
-            extra=id_kwargs,
-            unsupported=unsupported,
+            id_scale,
+            unsupported,
         )
 
     def close(self) -> None:

@@ -16,7 +16,6 @@ to `train_log.jsonl`.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from ...errors import SamefaceError
 from ...losses import alignment_loss, diffusion_target, face_id_loss, l_simple, sample_timesteps
 from ...models.text import encode_prompts
-from ...training import Phase, adamw, dataset_run, fingerprint, loss_summary
+from ...training import Phase, adamw, dataset_fingerprint, dataset_run, loss_summary
 from ...training.distributed import distributed_context
 from ...training.few_step import generate_x0, one_step_image
 from ...training.frozen import frozen_base, training_scheduler
@@ -36,7 +35,6 @@ from .model import PuLIDModel
 
 # The config's names for the few-step branch -> the scheduler that samples it.
 _SAMPLERS = {"lcm": "lcm", "turbo": "euler", "ddim": "ddim"}
-_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "learning_rate", "mixed_precision")
 
 
 def train(
@@ -67,7 +65,7 @@ def train(
     Raises:
         TrainingError: non-finite losses, or an interruption (a checkpoint is saved first).
     """
-    from ...data.prepare import FaceDataset
+    from ...data.prepare import FaceDataset, check_data_recognizer
 
     cfg = config or PuLIDConfig()
     if cfg.fast_weights:
@@ -77,7 +75,7 @@ def train(
         )
     ctx = context or distributed_context()
     data = FaceDataset(data_dir)
-    _check_data_recognizer(data_dir, cfg)
+    check_data_recognizer(data_dir, cfg.recognizer)
     if vision is None:
         from ...models.clip_vision import ClipVision
 
@@ -88,7 +86,7 @@ def train(
         f"pulid stage {cfg.stage}",
         out,
         cfg,
-        _fingerprint(cfg, data, base, init_from),
+        dataset_fingerprint(cfg, data, base, init_from),
         ctx,
         resume=resume,
         progress=progress,
@@ -212,19 +210,6 @@ def _step_fn(cfg: PuLIDConfig, model: PuLIDModel, base: Any, data: Any, g: torch
     return step
 
 
-def _check_data_recognizer(data_dir: str | Path, cfg: PuLIDConfig) -> None:
-    """Refuse a dataset whose embeddings (`prepare.json`) come from another recogniser."""
-    try:
-        name = json.loads((Path(data_dir) / "prepare.json").read_text())["recognizer"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no record: the encoder's shape check still catches other widths
-    if name != cfg.recognizer:
-        raise SamefaceError(
-            f"{data_dir} holds {name} embeddings but recognizer is {cfg.recognizer}; prepare the "
-            f"data with the {cfg.recognizer} recogniser or set recognizer: {name}"
-        )
-
-
 def _aligned_masks(batch: list[dict]) -> np.ndarray:
     """Face masks in the aligned crops' frame (B, 1, 112, 112): the template-landmark ellipse
     (the dataset's masks are in the square crops' frame; the aligned face sits on the template)."""
@@ -236,12 +221,3 @@ def _aligned_masks(batch: list[dict]) -> np.ndarray:
 
 def _select(added: dict | None, keep: torch.Tensor) -> dict | None:
     return None if added is None else {k: v[keep] for k, v in added.items()}
-
-
-def _fingerprint(cfg: PuLIDConfig, data: Any, base: Any, init_from: Any) -> str:
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
-    return fingerprint(
-        settings,
-        json.dumps([s["id"] for s in data.samples]),
-        f"{base.family}:{base.source}:{init_from}",
-    )
