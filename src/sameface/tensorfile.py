@@ -205,6 +205,45 @@ def read_safetensors(
     return tensors, tags
 
 
+def load_torch_weights(path: str | os.PathLike, error: type[Exception] = ArtifactError) -> Any:
+    """A torch checkpoint read with `torch.load(weights_only=True)`: tensors and plain
+    containers only, no pickled code runs. Anything unreadable (a pickle with code, a
+    truncated or foreign file) is one `error` naming the file."""
+    import torch
+
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, struct.error, ...
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise error(f"{path}: cannot read it as weights only ({first})") from None
+
+
+def read_weights(
+    path: str | os.PathLike,
+    error: type[Exception] = ArtifactError,
+    unwrap: tuple[str, ...] = ("state_dict",),
+) -> dict[str, Any]:
+    """The tensors of a weights file: checked safetensors (`read_safetensors`, no value
+    limits), or a torch state dict (`load_torch_weights`) with the wrappers `unwrap` names
+    (e.g. {"state_dict": {...}}) taken off.
+
+    Raises:
+        error: unreadable, or not a flat dict of tensors.
+    """
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path, error=error, finite=False, max_abs=None)[0]
+    state = load_torch_weights(path, error)
+    for key in unwrap:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise error(f"{path}: not a state dict of tensors")
+    return state
+
+
 QUANT_TAG = "sameface.quantized"
 """Metadata key of a file written by `quantize_rows` (value: its scheme, "int8-rows")."""
 SCALE_SUFFIX = ".int8_scale"

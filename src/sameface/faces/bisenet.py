@@ -240,21 +240,9 @@ def keep_mask(labels: torch.Tensor, dropped: tuple[int, ...] = PULID_DROPPED) ->
 
 
 def _read_state(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from ..tensorfile import read_weights
 
-        try:
-            return load_file(str(path))
-        except Exception as e:  # safetensors raises its own error type for a damaged file
-            raise SamefaceError(f"{path}: not a readable safetensors file ({e})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle with code in it, a truncated file, not a checkpoint
-        raise SamefaceError(f"{path}: cannot read it as weights only ({e})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise SamefaceError(f"{path}: not a state dict of tensors")
+    state = read_weights(path, SamefaceError)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

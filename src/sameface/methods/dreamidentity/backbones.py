@@ -248,19 +248,9 @@ def tiny_vit(layers: tuple[int, ...] = (1, 2, 3, 4), seed: int = 0) -> ArcFaceVi
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file: safetensors, or a torch state dict read with
     `weights_only=True` (no pickled code runs). A {"state_dict": ...} wrapper is unwrapped."""
-    if path.suffix == ".safetensors":
-        from ...tensorfile import read_safetensors
+    from ...tensorfile import read_weights
 
-        return read_safetensors(path)[0]
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ArtifactError(f"{path}: cannot read as a torch state dict ({e})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ArtifactError(f"{path}: not a state dict of tensors")
-    return obj
+    return read_weights(path)
 
 
 # ---- CNN recognisers read at their resolution stages ---------------------------------------
