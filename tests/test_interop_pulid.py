@@ -228,3 +228,33 @@ def test_an_imported_release_refuses_another_vision_tower(tmp_path):
         PuLIDModel.load(
             folder, base, vision=SimpleNamespace(name="openai/clip-vit-large-patch14-336")
         )
+
+
+def test_an_imported_release_encodes_with_the_users_eva02_file(tmp_path, monkeypatch):
+    """The folder names its tower; `clip_vision: FILE` is where the user keeps it, loaded
+    (and then checked by name) instead of looking the name up in the cache."""
+    from sameface.identity import Identity
+    from sameface.methods.pulid import encode
+    from sameface.methods.pulid.config import PuLIDConfig
+    from sameface.models import tiny_base_model
+    from sameface.tensorfile import save_safetensors
+
+    base = tiny_base_model("sdxl")
+    save_safetensors(_official(base.unet), tmp_path / "r.safetensors")
+    cfg = _tiny_config(base.unet.config.cross_attention_dim)
+    folder = import_pulid(tmp_path / "r.safetensors", tmp_path / "imp", unet=base.unet, config=cfg)
+    eva = tmp_path / "EVA02_CLIP_L_336_psz14_s6B.pt"
+    eva.write_bytes(b"")
+    asked = []
+
+    def load(spec, **kw):
+        asked.append(str(spec))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(encode.ClipVision, "load", staticmethod(load))
+    ident = Identity.__new__(Identity)
+    for spec, want in ((str(eva), str(eva)), ("openai/clip-vit-large-patch14-336", None)):
+        with pytest.raises(RuntimeError, match="stop here"):
+            encode.personalize(ident, base, PuLIDConfig(adapter=str(folder), clip_vision=spec),
+                               tmp_path / "art")  # fmt: skip
+        assert asked[-1] == (want or "EVA02-CLIP-L-14-336")

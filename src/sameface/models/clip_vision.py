@@ -4,7 +4,8 @@ The face encoders of the tuning-free methods read faces with it: PuLID (seed 004
 projected embedding of the parsed face and the hidden states of several ViT layers, FeedFace
 (seed 002) the last layer's hidden states of the face crop. It is a
 `transformers.CLIPVisionModelWithProjection`, loaded only from local files (a folder, or a
-hub id already in the Hugging Face cache), or a tiny random one for tests.
+hub id already in the Hugging Face cache), EVA02-CLIP's vision tower from its released
+checkpoint (`sameface.models.eva02`), or a tiny random one for tests.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ClipVision:
     ):
         self.model = model.eval().requires_grad_(False)
         self.name = name
+        self.source = name  # where the weights came from (a file for EVA02-CLIP)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         c = model.config
@@ -141,7 +143,9 @@ class ClipVision:
         dtype: Any = None,
         local_files_only: bool = True,
     ) -> ClipVision:
-        """Load from a folder, a hub id in the Hugging Face cache, or "tiny-random[:seed]".
+        """Load from a folder, a hub id in the Hugging Face cache, an EVA02-CLIP checkpoint
+        file (or its name, "EVA02-CLIP-L-14-336", from the cache: `sameface.models.eva02`, the
+        tower PuLID's release needs), or "tiny-random[:seed]".
 
         Weights load as `dtype`, default float32 whatever the checkpoint stores (an fp16
         checkpoint, e.g. the proving-ground world's CLIP, is upcast: CPUs run fp16 slowly).
@@ -159,10 +163,44 @@ class ClipVision:
             if seed and not seed.isdigit():
                 raise ValueError(f"tiny CLIP vision spec is 'tiny-random[:seed]', got {spec!r}")
             return tiny_clip_vision(int(seed or 0)).to(device, dtype)
+        eva = _eva02_file(spec)
+        if eva is not None:  # EVA02-CLIP's own checkpoint: our port of its tower
+            from .eva02 import NAME, load_eva02
+
+            vision = cls(load_eva02(eva, dtype or torch.float32), NAME)
+            vision.source = str(eva)
+            return vision.to(device, dtype)
         path = _local_path(spec, local_files_only)
         model = _load_model(spec, path, dtype or torch.float32)
         mean, std = _normalisation(path)
         return cls(model, spec, mean=mean, std=std).to(device, dtype)
+
+
+def _eva02_file(spec: str) -> Path | None:
+    """The EVA02-CLIP checkpoint `spec` names: a `.pt` / `.bin` / `.safetensors` file (read as
+    EVA-CLIP's `visual.*` layout), or the tower's name "EVA02-CLIP-L-14-336", found as
+    `EVA02_CLIP_L_336_psz14_s6B.pt` of QuanSun/EVA-CLIP in the Hugging Face cache (never
+    downloaded). None for any other spec.
+
+    Raises:
+        ModelNotFoundError: the name is given and the file is not in the cache.
+    """
+    from .eva02 import CHECKPOINT, HUB_REPO, NAME
+
+    path = Path(spec)
+    if path.suffix in (".pt", ".bin", ".pth", ".safetensors"):
+        return path
+    if spec != NAME:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(HUB_REPO, CHECKPOINT)
+    if isinstance(cached, str):
+        return Path(cached)
+    raise ModelNotFoundError(
+        f"{NAME} is {CHECKPOINT} of {HUB_REPO}, not in the Hugging Face cache: download it "
+        "yourself and pass its path (e.g. --set clip_vision=/path/" + CHECKPOINT + ")"
+    )
 
 
 def _local_path(spec: str, local_files_only: bool) -> Path:

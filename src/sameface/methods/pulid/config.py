@@ -44,8 +44,10 @@ class PuLIDConfig(IDEncoderSettings):
         world: the proving-ground world folder of `recognizer: world`; None = the one
             `sameface.world.world.resolve_world` finds ($SAMEFACE_WORLD, else the shipped one).
         clip_vision: the CLIP image encoder: a local folder, a hub id already in the Hugging
-            Face cache (never downloaded), or "tiny-random[:seed]" (tests). PuLID uses
-            EVA02-CLIP-L-14-336; the closest transformers model is
+            Face cache (never downloaded), EVA02-CLIP's checkpoint file
+            (`EVA02_CLIP_L_336_psz14_s6B.pt`, or "EVA02-CLIP-L-14-336" to find it in the
+            cache), or "tiny-random[:seed]" (tests). PuLID's release uses EVA02-CLIP-L-14-336
+            (an imported release takes your file here); the default for training your own is
             "openai/clip-vit-large-patch14-336" (24 layers, width 1024, embedding 768).
         raw_id_embedding: feed the recogniser's raw (unnormalised) embedding, as the released
             PuLID does with antelopev2 (`Identity.raw_embeddings`; the identity must be built

@@ -88,10 +88,14 @@ def personalize(
         folder = Path(source).resolve()
         meta = read_meta(folder)
         if vision is None:
-            spec = (meta.get("clip_vision") or {}).get("name")
+            recorded = meta.get("clip_vision") or {}
+            spec = recorded.get("name")
             if not spec:
                 raise SamefaceError(f"{folder}: the CLIP vision model is not recorded")
-            vision = ClipVision.load(recorded_path(folder, spec), device=base.device)
+            spec = recorded_path(folder, spec)
+            if recorded.get("exact") and Path(cfg.clip_vision).exists():
+                spec = cfg.clip_vision  # the user's copy of that exact tower (checked on load)
+            vision = ClipVision.load(spec, device=base.device)
         model = PuLIDModel.load(folder, base, vision)
     model.face_parser = parser
     with model:  # removes the adapter from the UNet on the way out
