@@ -426,5 +426,9 @@ def test_generate_refuses_options_of_other_methods(tmp_path, capsys):
          str(tmp_path / "o"), "--id-scale", "0.5"]
     )  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "--id-scale is an option of pulid, not of textual-inversion" in err
+    assert (
+        code == 2
+        and "--id-scale is an option of ip-adapter-faceid and pulid, not of textual-inversion"
+        in err
+    )
     assert "Traceback" not in err

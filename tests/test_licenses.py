@@ -74,6 +74,17 @@ def test_configs_carry_the_licences_of_the_models_they_pick(tmp_path):
     (trained / "dreamidentity.json").write_text(json.dumps(meta))
     di = get_method("dreamidentity").config_cls(adapter=str(trained))
     assert config_licenses(di)["backbone"]["license"]["commercial"] is False
+    # Weights trained here are not a release because their folder's name recalls one.
+    faceid = get_method("ip-adapter-faceid").config_cls
+    own = tmp_path / "my-faceid"
+    own.mkdir()
+    (own / "ip_adapter_faceid.json").write_text(json.dumps({"trained": {}, "config": {}}))
+    assert (
+        config_licenses(faceid(adapter=str(own), recognizer="sface"))["adapter"]["license"] is None
+    )
+    (own / "ip_adapter_faceid.json").write_text(json.dumps({"license": "ip-adapter-faceid"}))
+    release = config_licenses(faceid(adapter=str(own)))
+    assert release["adapter"]["license"]["commercial"] is False
 
 
 def test_cli_models_lists_each_model_with_its_licence(capsys):

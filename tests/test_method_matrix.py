@@ -25,6 +25,8 @@ FAST = {
     },
     # An untrained (freshly initialised) FeedFace on the tiny random CLIP vision model.
     "feedface": {"adapter": "untrained", "clip_vision": "tiny-random"},
+    # An untrained IP-Adapter-FaceID on the identities' SFace embeddings, a small LoRA.
+    "ip-adapter-faceid": {"adapter": "untrained", "recognizer": "sface", "lora_rank": 4},
     # Two steps per phase; no style reference (optional: tested in test_magicapture).
     "magicapture": {"ti_steps": 2, "lora_steps": 2, "checkpoint_every": 1, "id_weight": 0.0},
     "textual-inversion": {"steps": 4, "checkpoint_every": 2, "init": "face"},
@@ -46,6 +48,7 @@ FAST = {
 INVALID = {
     "dreamidentity": {"scales": "both"},
     "feedface": {"loss": "l1"},
+    "ip-adapter-faceid": {"lora_targets": "everything"},
     "magicapture": {"lora_targets": "everything"},
     "textual-inversion": {"steps": 0},
     "pulid": {"stage": 0},
@@ -150,6 +153,10 @@ TRAIN = {
     ),
     "feedface": (
         {"clip_vision": "tiny-random", "batch_size": 2, "steps": 4, "checkpoint_every": 3},
+        dict,
+    ),
+    "ip-adapter-faceid": (
+        FAST["ip-adapter-faceid"] | {"batch_size": 2, "steps": 4, "checkpoint_every": 3},
         dict,
     ),
     "pulid": (

@@ -182,9 +182,18 @@ CATALOGUE: tuple[tuple[str, str, str], ...] = (
     ("face parser", "parsing_bisenet.pth", "your local file (PuLID's face input, face_parser)"),
     ("CLIP image encoder", "openai/clip-vit-base-patch32", "your local weights (FeedFace)"),
     ("CLIP image encoder", "openai/clip-vit-large-patch14-336", "your local weights (PuLID)"),
-    ("CLIP image encoder", "EVA02-CLIP-L-14-336", "your local weights (the PuLID release)"),
+    (
+        "CLIP image encoder",
+        "EVA02-CLIP-L-14-336",
+        "your local EVA02_CLIP_L_336_psz14_s6B.pt (the PuLID release; sameface.models.eva02)",
+    ),
     ("CLIP scorer", "openai/clip-vit-large-patch14", "your local weights (bench)"),
     ("released weights", "pulid_v1.1.safetensors", "`sameface import pulid` from your file"),
+    (
+        "released weights",
+        "ip-adapter-faceid_sd15.bin",
+        "`sameface import ip-adapter-faceid` from your file (also _sdxl.bin)",
+    ),
     ("base model", "runwayml/stable-diffusion-v1-5", "your local weights or the HF cache"),
     ("base model", "stabilityai/stable-diffusion-2-1", "your local weights or the HF cache"),
     (
@@ -242,7 +251,9 @@ def config_licenses(config: Any) -> dict[str, dict]:
     that are set. Trained weights name the models they were trained with, and those are what
     runs: their JSON's `recognizer` / `clip_vision` / `backbone` replace the config's. The
     weights' own licence is the one their JSON records (an imported release records the
-    release's), else what their place says (the world's)."""
+    release's); weights trained with sameface have the world's inside a world and are unknown
+    elsewhere (their terms are their training data's, whatever their folder is called); any
+    other folder is known by its name."""
     from pathlib import Path
 
     adapter = getattr(config, "adapter", None)
@@ -261,7 +272,11 @@ def config_licenses(config: Any) -> dict[str, dict]:
         if value in (None, ""):
             continue
         if name == "adapter":
-            lic = KNOWN.get(str(meta.get("license"))) or _path_license(folder)
+            lic = KNOWN.get(str(meta.get("license")))
+            if lic is None and "trained" in meta:  # trained here: its terms are its data's,
+                lic = _world_license(folder)  # not those of a release its name recalls
+            elif lic is None:
+                lic = _path_license(folder)
         else:
             lic = _path_license(value)
         out[name] = {"model": str(value), "license": None if lic is None else lic.to_dict()}
@@ -277,12 +292,17 @@ def base_license(spec: Any) -> License | None:
 
 def _path_license(model: Any) -> License | None:
     """`license_of`, or the world's licence for a folder of a proving-ground world."""
+    lic = license_of(model)
+    return _world_license(model) if lic is None else lic
+
+
+def _world_license(model: Any) -> License | None:
+    """The world's licence for a folder of a proving-ground world, else None."""
     from pathlib import Path
 
-    lic = license_of(model)
-    if lic is None and model is not None and (Path(str(model)).parent / "world.json").is_file():
+    if model is not None and (Path(str(model)).parent / "world.json").is_file():
         return KNOWN["world"]
-    return lic
+    return None
 
 
 def _folder_meta(folder: Any) -> dict:

@@ -32,6 +32,7 @@ from .id_encoder_config import ENCODER_KINDS, MULTI_PHOTO, IDEncoderConfig, IDEn
 __all__ = [
     "ENCODER_KINDS",
     "MULTI_PHOTO",
+    "FaceIDProjection",
     "IDEncoderConfig",
     "IDEncoderSettings",
     "IDFormer",
@@ -252,6 +253,46 @@ class IDFormer(nn.Module):
         return self.norm_out(self.proj_out(latents[:, : c.num_tokens]))
 
 
-def build_id_encoder(config: IDEncoderConfig) -> IDFormer | IDMLPEncoder:
+class FaceIDProjection(nn.Module):
+    """IP-Adapter-FaceID's projection (Ye et al. 2023, `MLPProjModel` of the FaceID release):
+    tokens = LayerNorm(reshape(W₂·GELU(W₁·id + b₁) + b₂, num_tokens × output_dim)).
+
+    The submodule names are the release's (`proj.0`, `proj.2`, `norm`), so its `image_proj`
+    tensors load unchanged. Several photos follow `multi_photo` ("concat": `num_tokens` per
+    photo; "mean": the unit embeddings averaged, then made unit again, as the release only
+    ever saw unit inputs).
+
+    Args:
+        config: an `IDEncoderConfig` of kind "faceid" (the release: id_dim 512, mlp_dim 1024,
+            num_tokens 4, output_dim = the UNet's cross-attention width).
+    """
+
+    def __init__(self, config: IDEncoderConfig):
+        super().__init__()
+        self.config = config
+        self.proj = nn.Sequential(
+            nn.Linear(config.cond_dim, config.mlp_dim),
+            nn.GELU(),
+            nn.Linear(config.mlp_dim, config.num_tokens * config.output_dim),
+        )
+        self.norm = nn.LayerNorm(config.output_dim)
+
+    def forward(
+        self,
+        id_embedding: torch.Tensor,
+        clip_embedding: torch.Tensor | None = None,
+        vit_hidden_states: Any = None,
+    ) -> torch.Tensor:
+        """ID tokens (B, tokens, output_dim) from (B, id_dim) or (B, photos, id_dim) embeddings
+        (`clip_embedding` and `vit_hidden_states` unused: the FaceID projection reads none)."""
+        cond = id_condition(self.config, id_embedding, clip_embedding)
+        if self.config.normalize_id and self.config.multi_photo == "mean":
+            cond = F.normalize(cond, dim=-1)  # the mean of unit vectors, unit again (0 stays 0)
+        tokens = self.proj(cond).reshape(cond.shape[0], -1, self.config.output_dim)
+        return self.norm(tokens)
+
+
+def build_id_encoder(config: IDEncoderConfig) -> IDFormer | IDMLPEncoder | FaceIDProjection:
     """The encoder `config.kind` names, with fresh random weights (CPU, float32)."""
-    return IDFormer(config) if config.kind == "idformer" else IDMLPEncoder(config)
+    kinds = {"idformer": IDFormer, "mlp": IDMLPEncoder, "faceid": FaceIDProjection}
+    return kinds[config.kind](config)

@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["ENCODER_KINDS", "MULTI_PHOTO", "IDEncoderConfig", "IDEncoderSettings"]
 
-ENCODER_KINDS = ("idformer", "mlp")
+ENCODER_KINDS = ("idformer", "mlp", "faceid")
 MULTI_PHOTO = ("concat", "mean")
 
 
@@ -19,7 +19,8 @@ class IDEncoderSettings:
 
     Attributes:
         encoder: "idformer" (PuLID's released encoder: MLP tokens + learned queries attending
-            to several CLIP ViT layers) or "mlp" (PuLID's paper text: MLP → tokens).
+            to several CLIP ViT layers), "mlp" (PuLID's paper text: MLP → tokens) or "faceid"
+            (IP-Adapter-FaceID's Linear-GELU-Linear projection, tokens LayerNorm-ed).
         num_tokens: ID tokens the encoder emits (PuLID's released model: 32; the paper: 5).
         num_id_tokens: IDFormer tokens made by the MLP from id ⊕ CLIP (PuLID: 5).
         encoder_dim: IDFormer width (PuLID: 1024).
@@ -81,7 +82,9 @@ class IDEncoderConfig:
     """Shape of PuLID's ID encoder (seed 004; defaults = PuLID's released SDXL IDFormer).
 
     Attributes:
-        kind: "idformer" (PuLID's released encoder) or "mlp" (the paper text's MLP → tokens).
+        kind: "idformer" (PuLID's released encoder), "mlp" (the paper text's MLP → tokens) or
+            "faceid" (IP-Adapter-FaceID's projection: Linear-GELU-Linear → tokens, each
+            LayerNorm-ed; reads id_dim, mlp_dim, num_tokens, output_dim, multi_photo).
         id_dim: face-recognition embedding width (512 antelopev2/ArcFace, 128 SFace).
         clip_dim: CLIP image embedding width (768 for EVA02-CLIP-L-14-336); 0 = no CLIP vector.
         vit_dim: width of the CLIP ViT hidden states (1024 for EVA02-CLIP-L).
@@ -134,7 +137,7 @@ class IDEncoderConfig:
                 f"multi_photo must be one of {', '.join(MULTI_PHOTO)}, got {self.multi_photo!r}"
             )
         positive = ["id_dim", "output_dim", "num_tokens", "mlp_dim"]
-        if self.kind == "idformer":
+        if self.kind == "idformer":  # "mlp" and "faceid" read only the widths above
             positive += ["vit_dim", "num_vit_layers", "num_id_tokens", "dim", "depth_per_layer"]
             positive += ["heads", "dim_head", "ff_mult"]
         for name in positive:

@@ -74,8 +74,8 @@ class UNetLora:
             ) from None
         if any(_lora_layers(unet)):
             raise SamefaceError(
-                "this UNet already carries a LoRA (another MagiCapture identity is attached): "
-                "close its pipeline first"
+                "this UNet already carries a LoRA (another pipeline with a LoRA, e.g. a "
+                "MagiCapture identity or IP-Adapter-FaceID, is attached): close it first"
             )
         self.unet, self.rank, self.targets = unet, int(rank), tuple(targets)
         self.layers: dict[str, Any] = {}

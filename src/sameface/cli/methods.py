@@ -220,16 +220,19 @@ def _add_generate_options(parser, registry) -> None:
     from .config_flags import add_flag, flag_specs
 
     group = parser.add_argument_group("method options")
-    owners: dict[str, list[str]] = {}
-    specs: dict[str, tuple] = {}
+    specs: dict[str, dict[str, tuple]] = {}
     for name, spec in registry.items():
         for arg, field in spec.generate_options.items():
-            owners.setdefault(arg, []).append(name)
-            specs.setdefault(arg, flag_specs(spec.config_cls)[field])
-    for arg, names in owners.items():
-        kind, extra, text, default = specs[arg]
-        if len(names) > 1:  # one flag for several methods: each keeps its own default
-            text, default = f"{text} Default: the method's own.", None
+            specs.setdefault(arg, {})[name] = flag_specs(spec.config_cls)[field]
+    for arg, by_method in specs.items():
+        names = list(by_method)
+        kind, extra, text, default = by_method[names[0]]
+        if len(names) > 1:  # one flag for several methods: each keeps its own text and default
+            text = " ".join(
+                f"{n}: {t.rstrip('.')}{'' if d is None else f' (default {d})'}."
+                for n, (_, _, t, d) in by_method.items()
+            )
+            default = None
         add_flag(group, arg, (kind, extra, text, default), names)
 
 

@@ -18,6 +18,7 @@ from .spec import GenerationOutput, MethodSpec, WorldRecipe
 METHOD_PACKAGES = {
     "dreamidentity": "sameface.methods.dreamidentity",
     "feedface": "sameface.methods.feedface",
+    "ip-adapter-faceid": "sameface.methods.ip_adapter_faceid",
     "magicapture": "sameface.methods.magicapture",
     "pulid": "sameface.methods.pulid",
     "textual-inversion": "sameface.methods.textual_inversion",

@@ -68,12 +68,16 @@ def load_encoded(
     return tensors, meta
 
 
-def check_identity_recognizer(identity: Any, want: str, dim: int, method: str) -> None:
+def check_identity_recognizer(
+    identity: Any, want: str, dim: int, method: str, pack: str | None = None
+) -> None:
     """Raise SamefaceError unless `identity`'s embeddings come from the recogniser `want`
-    (`dim`-d), the one the encoder of `method` reads.
+    (`dim`-d), the one the encoder of `method` reads, and, for insightface, from model `pack`
+    when the weights record one (antelopev2 and buffalo_l are both 512-d but embed faces
+    differently).
 
     Raises:
-        SamefaceError: another recogniser or width (the message says how to rebuild).
+        SamefaceError: another recogniser, width or pack (the message says how to rebuild).
     """
     rec = identity.meta.get("recognizer") if isinstance(identity.meta, dict) else None
     name = rec.get("name") if isinstance(rec, dict) else None
@@ -84,6 +88,17 @@ def check_identity_recognizer(identity: Any, want: str, dim: int, method: str) -
             f"{name or 'unknown'} embeddings ({have}-d); build the identity with "
             f"--recognizer {want}"
         )
+    if pack and name == "insightface":
+        from ..faces.recognizers.insightface import KNOWN_PACKS
+
+        onnx = str(rec.get("version") or "").rsplit("/", 1)[-1]
+        other = {f: p for p, f in KNOWN_PACKS.items()}.get(onnx)
+        if other is not None and other != pack:
+            raise SamefaceError(
+                f"this {method} model reads insightface's {pack} embedding ({KNOWN_PACKS[pack]}) "
+                f"but the identity was built with {other} ({onnx}); build it with "
+                f"--recognizer insightface --insightface-model DIR/{pack}"
+            )
 
 
 __all__ = ["META_FILE", "check_identity_recognizer", "load_encoded", "save_encoded"]
