@@ -34,6 +34,7 @@ bench:
 	$(BIN)/python benchmarks/dreamidentity.py
 	$(BIN)/python benchmarks/dreamidentity_augment.py
 	$(BIN)/python benchmarks/magicapture_train.py
+	$(BIN)/python benchmarks/ip_adapter_faceid.py
 	$(BIN)/python benchmarks/ui_load.py
 
 lint:
