@@ -105,7 +105,7 @@ def test_what_is_not_the_release_is_refused(tmp_path):
         import_ip_adapter_faceid(tmp_path / "missing.bin", tmp_path / "a")
     bad["ip_adapter"]["1.to_k_ip.weight"] = torch.zeros(3, 3)
     torch.save(bad, tmp_path / "shape.bin")
-    with pytest.raises(ArtifactError, match="another shape"):
+    with pytest.raises(ArtifactError, match="other shapes"):
         import_ip_adapter_faceid(tmp_path / "shape.bin", tmp_path / "b")
     bad["ip_adapter"]["0.to_k_ip.weight"] = torch.zeros(320, 768)  # attn1 has no ID branch
     torch.save(bad, tmp_path / "self.bin")

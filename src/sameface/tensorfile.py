@@ -244,6 +244,28 @@ def read_weights(
     return state
 
 
+def state_mismatch(
+    want: Mapping[str, Any], have: Mapping[str, Any], optional: frozenset[str] = frozenset()
+) -> str | None:
+    """How `have` (name -> tensor) fails to fill `want` (name -> shape tuple, or a tensor):
+    "N missing (e.g. k); N left over (e.g. k); N of other shapes (e.g. k: shape)", or None
+    when every name of `want` (less `optional`) is there with its shape and nothing more."""
+
+    def shape(v: Any) -> tuple:
+        return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
+
+    missing = sorted(set(want) - set(have) - optional)
+    extra = sorted(set(have) - set(want))
+    shapes = [k for k in want if k in have and shape(have[k]) != shape(want[k])]
+    parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+    if extra:
+        parts.append(f"{len(extra)} left over (e.g. {extra[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} of other shapes (e.g. {k}: {shape(have[k])})")
+    return "; ".join(parts) or None
+
+
 QUANT_TAG = "sameface.quantized"
 """Metadata key of a file written by `quantize_rows` (value: its scheme, "int8-rows")."""
 SCALE_SUFFIX = ".int8_scale"

@@ -177,18 +177,11 @@ def check_release(tensors: Mapping[str, Any], unet: Any, config: Any) -> None:
     want.update(_adapter_shapes(unet, cross))
     if config.lora_rank:
         want.update(_lora_shapes(unet, config.lora_rank, config.lora_targets))
-    have = {**encoder, **adapter, **lora}
-    missing = sorted(set(want) - set(have))
-    extra = sorted(set(have) - set(want))
-    shapes = [k for k in want if k in have and tuple(have[k].shape) != want[k]]
-    if missing or extra or shapes:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
-        if extra:
-            parts.append(f"{len(extra)} left over (e.g. {extra[0]})")
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} of another shape (e.g. {k}: {tuple(have[k].shape)})")
-        raise ArtifactError("does not fit the family's UNet: " + "; ".join(parts))
+    from ..tensorfile import state_mismatch
+
+    problem = state_mismatch(want, {**encoder, **adapter, **lora})
+    if problem:
+        raise ArtifactError("does not fit the family's UNet: " + problem)
 
 
 def _encoder_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:

@@ -207,19 +207,13 @@ def load_eva02_state(model: Eva02VisionModel, visual: dict[str, Any]) -> None:
     Raises:
         ValueError: tensors missing, left over, of other shapes, or other rotary tables.
     """
+    from ..tensorfile import state_mismatch
+
     own = model.state_dict()
-    rope_keys = {k for k in own if k.endswith(("freqs_cos", "freqs_sin"))}
-    missing = sorted(set(own) - set(visual) - rope_keys)
-    extra = sorted(set(visual) - set(own))
-    shapes = [k for k in own if k in visual and tuple(visual[k].shape) != tuple(own[k].shape)]
-    if missing or extra or shapes:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
-        if extra:
-            parts.append(f"{len(extra)} left over (e.g. {extra[0]})")
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} of other shapes (e.g. {k}: {tuple(visual[k].shape)})")
-        raise ValueError("not an EVA02-CLIP vision tower of this shape: " + "; ".join(parts))
+    rope_keys = frozenset(k for k in own if k.endswith(("freqs_cos", "freqs_sin")))
+    problem = state_mismatch(own, visual, optional=rope_keys)
+    if problem:
+        raise ValueError("not an EVA02-CLIP vision tower of this shape: " + problem)
     for key in rope_keys & set(visual):
         if not torch.allclose(visual[key].float(), own[key].float(), atol=1e-4):
             raise ValueError(f"{key}: not EVA02's rotary table (another grid or head width?)")
