@@ -56,6 +56,21 @@ def flag_specs(cls: type) -> dict[str, tuple[Any, dict, str, Any]]:
     return out
 
 
+def merge_specs(by_method: dict[str, tuple]) -> tuple:
+    """One flag's spec for a setting several methods have: the first method's when their
+    defaults agree (the texts then say the same in other words), else each method's own
+    help and default in turn (the flag itself has none: each method keeps its own)."""
+    specs = list(by_method.values())
+    kind, extra, _, _ = specs[0]
+    if all(s[3] == specs[0][3] for s in specs):
+        return specs[0]
+    text = " ".join(
+        f"{m}: {t.rstrip('.')}{'' if d is None or isinstance(d, tuple) else f' (default {d})'}."
+        for m, (_, _, t, d) in by_method.items()
+    )
+    return kind, extra, text, None
+
+
 def add_flag(
     group: Any, name: str, spec: tuple, owners: list[str], dest: str | None = None
 ) -> None:
@@ -84,12 +99,12 @@ def add_config_flags(parser: argparse.ArgumentParser, configs: dict[str, type]) 
         parser: the command's parser.
         configs: method name -> config dataclass.
     """
-    owners: dict[str, list[str]] = {}
-    specs: dict[str, tuple] = {}
+    by_field: dict[str, dict[str, tuple]] = {}
     for method, cls in configs.items():
         for name, spec in flag_specs(cls).items():
-            owners.setdefault(name, []).append(method)
-            specs.setdefault(name, spec)
+            by_field.setdefault(name, {})[method] = spec
+    owners = {name: list(by) for name, by in by_field.items()}
+    specs = {name: merge_specs(by) for name, by in by_field.items()}
     groups: dict[str, Any] = {}
     taken = set(parser._option_string_actions)  # argparse keeps no public list of these
     added = []

@@ -217,23 +217,15 @@ def _encode_faces(args, out: Path, base, device, dtype) -> Path:
 def _add_generate_options(parser, registry) -> None:
     """One flag per extra pipeline argument a method declares (`MethodSpec.generate_options`),
     typed and documented by the config field it names."""
-    from .config_flags import add_flag, flag_specs
+    from .config_flags import add_flag, flag_specs, merge_specs
 
     group = parser.add_argument_group("method options")
     specs: dict[str, dict[str, tuple]] = {}
     for name, spec in registry.items():
         for arg, field in spec.generate_options.items():
             specs.setdefault(arg, {})[name] = flag_specs(spec.config_cls)[field]
-    for arg, by_method in specs.items():
-        names = list(by_method)
-        kind, extra, text, default = by_method[names[0]]
-        if len(names) > 1:  # one flag for several methods: each keeps its own text and default
-            text = " ".join(
-                f"{n}: {t.rstrip('.')}{'' if d is None else f' (default {d})'}."
-                for n, (_, _, t, d) in by_method.items()
-            )
-            default = None
-        add_flag(group, arg, (kind, extra, text, default), names)
+    for arg, by_method in specs.items():  # one flag for several methods: each its own default
+        add_flag(group, arg, merge_specs(by_method), list(by_method))
 
 
 def add_parsers(sub, common) -> None:
