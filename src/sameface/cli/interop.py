@@ -89,8 +89,8 @@ def cmd_import_faceid(args) -> int:
     folder = import_ip_adapter_faceid(args.file, args.out, base=args.base, overwrite=args.force)
     print(f"IP-Adapter-FaceID imported into {folder}")
     print(
-        "its embedding is insightface's (buffalo_l): build identities with --recognizer "
-        "insightface, then `sameface personalize --method ip-adapter-faceid --adapter "
-        f"{folder} ...`"
+        "its embedding is insightface's buffalo_l: build identities with --recognizer "
+        "insightface --insightface-model DIR/buffalo_l, then `sameface personalize --method "
+        f"ip-adapter-faceid --adapter {folder} ...`"
     )
     return 0

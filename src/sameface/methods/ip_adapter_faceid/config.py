@@ -35,9 +35,10 @@ class IPAdapterFaceIDConfig:
             import ip-adapter-faceid`); "untrained" uses a freshly initialised model (tests
             and smoke runs only).
         recognizer: the face recogniser whose embedding the projection reads: "insightface"
-            (the release: buffalo_l's unit-length 512-d embedding; antelopev2 also gives
-            512-d), "sface" / "dlib" (128-d, for adapters trained here), or "world". The
-            identity must be built with the same one.
+            (the release: buffalo_l's unit-length 512-d embedding; an antelopev2 identity,
+            also 512-d but another embedding, is refused for it), "sface" / "dlib" (128-d,
+            for adapters trained here), or "world". The identity must be built with the
+            same one.
         world: the proving-ground world folder of `recognizer: world`; None = the default world.
         num_tokens: ID tokens per embedding (the release: 4).
         mlp_dim: hidden width of the projection; None = twice the embedding width (the

@@ -69,7 +69,7 @@ def personalize(
     with model:  # the LoRA and the ID branch come off the UNet on the way out
         cond, uncond = model.identity_tokens(identity)
         record = model.meta()
-    saved = read_meta(folder)
+    saved = model.recorded or read_meta(folder)  # a loaded folder's record is at hand
     meta = {
         "method": METHOD,
         "format_version": 1,
