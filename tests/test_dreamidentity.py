@@ -68,7 +68,8 @@ def _trained_like(model: M2Encoder) -> M2Encoder:
     g = torch.Generator().manual_seed(1)
     for per_encoder in model.proj:
         for p in per_encoder:
-            p[1].weight.data = torch.randn(p[1].weight.shape, generator=g) * 0.05
+            for lin in (m for m in p if isinstance(m, torch.nn.Linear)):
+                lin.weight.data = torch.randn(lin.weight.shape, generator=g) * 0.05
     return model
 
 
@@ -197,6 +198,25 @@ def test_multi_and_last_scales():
     assert [p[0].normalized_shape[0] for p in last.proj[0]] == [24] * 5  # all from the embedding
     multi = M2Encoder(base, DreamIdentityConfig(**TINY), backbone=tiny_vit())
     assert [p[0].normalized_shape[0] for p in multi.proj[0]] == [32, 32, 32, 32, 24]
+
+
+def test_mlp_projection_starts_at_the_anchor_and_round_trips(tmp_path):
+    """`projection: mlp` (the seed's `MLP(f)`): zero-initialised last layer, saved and loaded."""
+    base = tiny_base_model("sd1")
+    cfg = DreamIdentityConfig(**TINY, projection="mlp")
+    model = M2Encoder(base, cfg, backbone=tiny_vit())
+    assert [type(m).__name__ for m in model.proj[0][0]] == ["LayerNorm", "Linear", "GELU", "Linear"]
+    feats = model.features(_faces(2)[:, None])
+    anchor = model.anchors()[0]
+    torch.testing.assert_close(model.words(feats)[0], anchor.expand(2, 5, -1))
+    model = _trained_like(model)
+    words = model.words(feats)[0]
+    assert not torch.allclose(words[0], words[1])  # two faces, two sets of words
+    loaded = M2Encoder.load(model.save(tmp_path / "enc"), base, tiny_vit())
+    assert loaded.config.projection == "mlp"
+    torch.testing.assert_close(loaded.words(feats)[0], words)
+    with pytest.raises(ValueError, match="projection"):
+        DreamIdentityConfig(projection="conv")
 
 
 # ---- artifact and generation ---------------------------------------------------------------

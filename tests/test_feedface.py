@@ -237,6 +237,27 @@ def test_prepared_samples_carry_the_face_box(data):
     assert (with_box - without).abs().mean() < 0.05
 
 
+def test_a_wider_face_view_shows_more_of_the_head(data):
+    """`face_expand` (1.1 in the paper) sets the square the CLIP encoder reads in training."""
+    from sameface.data.prepare import FaceDataset
+    from sameface.faces.align import square_crop
+    from sameface.methods.feedface.train import face_views
+
+    sample = FaceDataset(data)[0]
+    side = sample["crop"].shape[0]
+    wide = face_views([sample], 1.1, 1.5)
+    want = square_crop(sample["crop"], tuple(sample["box"]), expand=1.5, size=side)[0]
+    torch.testing.assert_close(wide[0], torch.from_numpy(want).permute(2, 0, 1).float() / 255)
+    assert (wide - face_views([sample], 1.1)).abs().mean() > 0.01
+    # Without a recorded box the crop (cut at 1.1x) is the widest view there is.
+    whole = face_views([sample | {"box": None}], 1.1, 1.5)
+    torch.testing.assert_close(
+        whole[0], torch.from_numpy(sample["crop"]).permute(2, 0, 1).float() / 255
+    )
+    with pytest.raises(ValueError, match="face_expand"):
+        FeedFaceConfig(face_expand=0.5)
+
+
 def test_all_zero_face_masks_are_refused(tmp_path, data):
     import shutil
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 SCALES = ("multi", "last")
+PROJECTIONS = ("linear", "mlp")
 UNTRAINED = "untrained"
 """`adapter` value that makes `personalize` use a freshly initialised encoder (tests, smoke runs)."""
 
@@ -32,6 +33,9 @@ class DreamIdentityConfig:
             8 in every arcface_torch vit_*).
         scales: "multi" (word k from depth k: the paper's multi-scale features) or "last" (every
             word from the last feature: the ablation).
+        projection: the map from one depth's feature to its word: "linear" (LayerNorm → Linear,
+            the seed's detailed pseudo code) or "mlp" (LayerNorm → Linear → GELU → Linear, the
+            seed's high-level pseudo code, `word_emb = MLP(f)`; hidden width = the word's).
         init_word: the word every pseudo-word starts at; a word is init_word's embedding plus
             its projection (zero-initialised), so an untrained encoder reads as init_word.
         placeholder: the prompt word that stands for the person.
@@ -69,6 +73,7 @@ class DreamIdentityConfig:
     feature_layers: tuple[int, ...] = (3, 6, 9, 12)
     vit_heads: int = 8
     scales: str = "multi"
+    projection: str = "linear"
     init_word: str = "person"
     placeholder: str = "<id>"
     adapter: str | None = None
@@ -95,6 +100,8 @@ class DreamIdentityConfig:
         problems = []
         if self.scales not in SCALES:
             problems.append(f"scales must be one of {', '.join(SCALES)}")
+        if self.projection not in PROJECTIONS:
+            problems.append(f"projection must be one of {', '.join(PROJECTIONS)}")
         if not self.feature_layers or min(self.feature_layers) < 1:
             problems.append("feature_layers must be block numbers >= 1")
         if len(set(self.feature_layers)) != len(self.feature_layers):

@@ -2,7 +2,7 @@
 
     aligned faces (B, R, 3, 112, 112) ──backbone (frozen)──> K features (B, R, C_k)
         ──mean over the R photos──> (B, C_k)
-        ──per depth k: LayerNorm → Linear (zero-initialised)──> offset_k (B, D)
+        ──per depth k: LayerNorm → Linear, or an MLP (last layer zero-initialised)──> offset_k (B, D)
     pseudo-word S*_k = e(init_word) + offset_k          (one set per text encoder; SDXL: two)
 
 The K words stand where the prompt says the placeholder; the frozen text encoder reads them
@@ -39,6 +39,13 @@ def word_embedding(tokenizer: Any, text_encoder: Any, word: str) -> torch.Tensor
     return table[torch.tensor(ids, device=table.device)].detach().float().mean(0)
 
 
+def _projection(kind: str, c: int, w: int) -> nn.Sequential:
+    """One depth's feature (C) → its word offset (W): "linear" or "mlp" (`DreamIdentityConfig.projection`)."""
+    if kind == "mlp":
+        return nn.Sequential(nn.LayerNorm(c), nn.Linear(c, w), nn.GELU(), nn.Linear(w, w))
+    return nn.Sequential(nn.LayerNorm(c), nn.Linear(c, w))
+
+
 class M2Encoder(nn.Module):
     """Projections from a frozen face backbone's K features to K pseudo-words per text encoder.
 
@@ -71,13 +78,13 @@ class M2Encoder(nn.Module):
         with torch.random.fork_rng(devices=[]):  # same seed, same init; caller's RNG untouched
             torch.manual_seed(config.seed)
             self.proj = nn.ModuleList(
-                nn.ModuleList(nn.Sequential(nn.LayerNorm(c), nn.Linear(c, w)) for c in inputs)
+                nn.ModuleList(_projection(config.projection, c, w) for c in inputs)
                 for w in self.widths
             )
         for per_encoder in self.proj:
             for p in per_encoder:
-                nn.init.zeros_(p[1].weight)
-                nn.init.zeros_(p[1].bias)
+                nn.init.zeros_(p[-1].weight)
+                nn.init.zeros_(p[-1].bias)
         for i, (tok, enc) in enumerate(zip(base.tokenizers, base.text_encoders, strict=True)):
             self.register_buffer(f"anchor_{i}", word_embedding(tok, enc, config.init_word))
         self.to(base.device)

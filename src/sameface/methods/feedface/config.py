@@ -43,6 +43,10 @@ class FeedFaceConfig:
             with; "untrained" uses a freshly initialised model (tests and smoke runs only).
         max_references: how many reference photos `personalize` keeps (their tokens are
             concatenated, B.3.1).
+        face_expand: the face view the CLIP encoder reads: the face box expanded this much
+            and squared (the paper: 1.1, appendix A; larger views show the hair too). A
+            training setting: the trained folder records it and `personalize` cuts the
+            references the way that adapter was trained.
 
     Inference (B.3.2):
 
@@ -84,6 +88,7 @@ class FeedFaceConfig:
     control_init: str = "copy"
     adapter: str | None = None
     max_references: int = 4
+    face_expand: float = FACE_EXPAND
     guidance_scale: float = 5.0
     face_scale: float = 1.0
     face_guidance_scale: float | None = None
@@ -131,6 +136,8 @@ class FeedFaceConfig:
             v = getattr(self, name)
             if not (v == v and 0 <= v < float("inf")):
                 problems.append(f"{name} must be a finite number >= 0")
+        if not (self.face_expand == self.face_expand and 1.0 <= self.face_expand <= 4.0):
+            problems.append("face_expand must be a number in [1, 4]")
         w_f = self.face_guidance_scale
         if w_f is not None and not (w_f == w_f and 0 <= w_f <= 100):
             problems.append("face_guidance_scale must be a number in [0, 100]")

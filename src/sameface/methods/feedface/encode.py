@@ -21,7 +21,7 @@ from ...identity import check_destination
 from ...models.clip_vision import ClipVision
 from ..encoded import save_encoded
 from ..trained import recorded_path
-from .config import FACE_EXPAND, UNTRAINED, FeedFaceConfig
+from .config import UNTRAINED, FeedFaceConfig
 from .model import FeedFaceModel, read_meta
 
 TOKENS_FILE = "face_tokens.safetensors"
@@ -78,7 +78,7 @@ def personalize(
             vision = ClipVision.load(recorded_path(folder, spec), device=base.device)
         model = FeedFaceModel.load(folder, base, vision)
     with model:  # the control blocks come off the UNet on the way out
-        faces = face_tensor(identity.face_squares(FACE_EXPAND)[: cfg.max_references])
+        faces = face_tensor(identity.face_squares(model.config.face_expand)[: cfg.max_references])
         with torch.no_grad():
             cond = model.tokens(model.features(faces.to(base.device)))
         saved = read_meta(folder)

@@ -151,7 +151,7 @@ def _step_fn(
                 torch.Generator(dev.type).manual_seed(noise_seed)
             )
             latents = latents.float() * base.vae.config.scaling_factor
-            feats = model.features(face_views(batch, expand)[:, None])
+            feats = model.features(face_views(batch, expand, cfg.face_expand)[:, None])
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(noise_seed))
         noisy = scheduler.add_noise(latents, noise.to(latents), t.to(latents.device)).to(dev, dtype)
         mask = to_tensor_masks(np.stack([b["mask"] for b in batch]), latents.shape[-1]).to(dev)
@@ -175,13 +175,14 @@ def _step_fn(
     return step
 
 
-def face_views(batch: list[dict], expand: float) -> torch.Tensor:
-    """FeedFace's 1.1× face square (appendix A) of each sample, at the crop's side.
+def face_views(batch: list[dict], expand: float, view: float = FACE_EXPAND) -> torch.Tensor:
+    """FeedFace's face square (the box ×`view`, 1.1 in appendix A) of each sample, at the
+    crop's side.
 
     Cut around the sample's face box when the dataset records one (rendered world data, new
     `sameface data prepare` output); otherwise the crop was itself cut around the face box
-    with expansion `expand`, so the face square is its centred 1.1/expand part (exact unless
-    the crop was clipped at the photo's border).
+    with expansion `expand`, so the face square is its centred view/expand part (exact unless
+    the crop was clipped at the photo's border; a view wider than the crop gets the crop).
 
     Returns:
         (B, 3, S, S) float RGB in [0, 1].
@@ -193,9 +194,9 @@ def face_views(batch: list[dict], expand: float) -> torch.Tensor:
         crop = b["crop"]
         side = crop.shape[0]
         if b.get("box") is not None:
-            views.append(square_crop(crop, tuple(b["box"]), expand=FACE_EXPAND, size=side)[0])
+            views.append(square_crop(crop, tuple(b["box"]), expand=view, size=side)[0])
             continue
-        keep = min(side, max(8, round(side * FACE_EXPAND / expand)))
+        keep = min(side, max(8, round(side * view / expand)))
         lo = (side - keep) // 2
         view = crop[lo : lo + keep, lo : lo + keep]
         whole = (0, 0, keep, keep)
