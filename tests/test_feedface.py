@@ -100,6 +100,27 @@ def test_references_concatenate_and_face_scale_zero_is_the_base(tmp_path, ident,
     assert np.abs(on - off).max() > 1e-4
 
 
+def test_personalize_cuts_the_view_the_adapter_was_trained_with(tmp_path, ident):
+    base = tiny_base_model("sd1")
+
+    def cond(config, name):
+        with FeedFacePipeline.from_artifact(
+            METHOD.personalize(ident, base, config, tmp_path / name), base
+        ) as p:
+            return p.cond.clone()
+
+    wide = cond(
+        FeedFaceConfig(adapter="untrained", clip_vision="tiny-random", face_expand=1.5), "w"
+    )
+    folder = str(tmp_path / "w" / "untrained-feedface")
+    # The adapter's recorded 1.5 wins over the caller's default 1.1.
+    torch.testing.assert_close(
+        cond(FeedFaceConfig(adapter=folder, clip_vision="tiny-random"), "a"), wide
+    )
+    narrow = cond(FeedFaceConfig(adapter="untrained", clip_vision="tiny-random"), "n")
+    assert (narrow - wide).abs().max() > 1e-4
+
+
 @pytest.mark.parametrize("loss", ["regularization", "mask", "standard"])
 def test_the_ablations_losses_train(tmp_path, data, loss):
     base = tiny_base_model("sd1")
