@@ -219,6 +219,22 @@ def test_mlp_projection_starts_at_the_anchor_and_round_trips(tmp_path):
         DreamIdentityConfig(projection="conv")
 
 
+def test_encoders_saved_before_the_projection_setting_load_as_linear(tmp_path):
+    base = tiny_base_model("sd1")
+    model = _trained_like(
+        M2Encoder(base, DreamIdentityConfig(**TINY, projection="linear"), backbone=tiny_vit())
+    )
+    folder = model.save(tmp_path / "old")
+    meta_file = folder / "dreamidentity.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["config"]["projection"]
+    meta_file.write_text(json.dumps(meta))
+    loaded = M2Encoder.load(folder, base, tiny_vit())
+    assert loaded.config.projection == "linear"
+    feats = model.features(_faces(1)[:, None])
+    torch.testing.assert_close(loaded.words(feats)[0], model.words(feats)[0])
+
+
 # ---- artifact and generation ---------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from ..trained import recorded_path
 from ..words import EMBEDS_FILE, save_embeddings
 from .backbones import FaceBackbone, load_backbone
 from .config import UNTRAINED, DreamIdentityConfig
-from .model import M2Encoder, read_meta
+from .model import M2Encoder, read_meta, trained_config
 
 UNTRAINED_DIR = "untrained-dreamidentity"
 
@@ -88,7 +88,7 @@ def personalize(
     else:
         folder = Path(cfg.adapter).resolve()
         try:
-            trained = DreamIdentityConfig.from_dict(read_meta(folder)["config"])
+            trained = trained_config(read_meta(folder))
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"{folder}: corrupt DreamIdentity settings ({e})") from None
         backbone = backbone or load_encoder_backbone(trained, folder, base.device)

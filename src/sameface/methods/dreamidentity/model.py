@@ -170,7 +170,7 @@ class M2Encoder(nn.Module):
                 f"base model, not {base.family}"
             )
         try:
-            config = DreamIdentityConfig.from_dict(meta["config"])
+            config = trained_config(meta)
             dims = [int(d) for d in meta["dims"]]
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"{folder / META_FILE}: corrupt settings ({e})") from None
@@ -194,6 +194,12 @@ class M2Encoder(nn.Module):
                 f"({str(e).splitlines()[0]})"
             ) from None
         return model
+
+
+def trained_config(meta: dict) -> DreamIdentityConfig:
+    """The settings a saved encoder records (folders saved before `projection` existed hold
+    linear projections)."""
+    return DreamIdentityConfig.from_dict({"projection": "linear"} | meta["config"])
 
 
 def read_meta(folder: str | os.PathLike) -> dict:

@@ -148,7 +148,7 @@ def _check_same_words(saved: DreamIdentityConfig, cfg: DreamIdentityConfig, fold
     """Continuing from a trained encoder keeps what shapes its words."""
     from ...errors import SamefaceError
 
-    for name in ("scales", "init_word", "placeholder", "backbone", "feature_layers"):
+    for name in ("scales", "projection", "init_word", "placeholder", "backbone", "feature_layers"):
         if getattr(saved, name) != getattr(cfg, name):
             raise SamefaceError(
                 f"--init-from {folder} was trained with {name}={getattr(saved, name)!r}, this run "
