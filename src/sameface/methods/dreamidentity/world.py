@@ -28,6 +28,7 @@ DREAMIDENTITY_DIR = "dreamidentity"
 PRESET = MappingProxyType(
     {
         "scales": "multi",
+        "projection": "mlp",
         "init_word": "person",
         "augmented_share": 0.5,
         "reg_weight": 0.01,
