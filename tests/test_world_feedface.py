@@ -135,3 +135,27 @@ def test_an_ablation_loss_does_not_replace_the_worlds_adapter(trained, tiny_worl
             tiny_world.folder, work, False, n_images=6, overrides=TINY | {"loss": "mask"}
         )
     assert (adapter / "feedface.safetensors").read_bytes() == before
+
+
+def test_a_run_saved_before_a_new_setting_is_still_finished(trained, tiny_world):
+    """A finished run whose record predates `face_expand` trained with its default: not redone."""
+    work, _ = trained
+    meta_file = work / "train" / "feedface.json"
+    original = meta_file.read_text()
+    meta = json.loads(original)
+    del meta["config"]["face_expand"]
+    meta_file.write_text(json.dumps(meta))
+    try:
+        said = []
+        train_world_feedface(
+            tiny_world.folder,
+            work,
+            False,
+            n_images=6,
+            overrides=TINY,
+            publish=False,
+            log=said.append,
+        )
+        assert any("done earlier" in line for line in said)
+    finally:
+        meta_file.write_text(original)

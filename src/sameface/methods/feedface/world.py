@@ -129,11 +129,15 @@ def train_world_feedface(
 
 def _finished(folder: Path, cfg: Any, n_images: int) -> bool:
     """A finished run with these settings on this many samples (more data trains again)."""
+    from .config import FeedFaceConfig
+
     try:
         meta = json.loads((folder / "feedface.json").read_text())
-    except (OSError, ValueError):
+        # Settings added since the run was saved read as their defaults (what it trained with).
+        saved = FeedFaceConfig.from_dict(meta.get("config", {})).to_dict()
+    except (OSError, ValueError, TypeError):
         return False
-    same = {k: v for k, v in meta.get("config", {}).items() if k != "steps"} == {
+    same = {k: v for k, v in saved.items() if k != "steps"} == {
         k: v for k, v in cfg.to_dict().items() if k != "steps"
     }
     trained = meta.get("trained", {})
