@@ -59,7 +59,7 @@ def run(args) -> dict:
     model = M2Encoder(base, cfg, backbone=load_backbone("sface"))
     for per_encoder in model.proj:  # as if trained: non-zero projections
         for p in per_encoder:
-            torch.nn.init.normal_(p[1].weight, std=0.02)
+            torch.nn.init.normal_(p[-1].weight, std=0.02)
 
     photo = (
         REPO

@@ -43,10 +43,8 @@ def render_dev_people(world, out: Path, n_people: int, seed: int = DEV_SEED) -> 
                 style="photo",
                 framing=("portrait", "close-up")[k % 2],
             )
-            path = folder / f"{k}.png"
             image = render(p, ctx, size=world.image_size, rng=rng).image
-            if not path.is_file():
-                save_image_atomic(image, path)
+            save_image_atomic(image, folder / f"{k}.png")
     return names
 
 

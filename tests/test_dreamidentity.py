@@ -397,7 +397,7 @@ def test_training_mixes_reconstruction_and_triplets(tmp_path, data):
     meta = json.loads((out / "dreamidentity.json").read_text())
     assert meta["trained"]["triplets"] == 2 and meta["num_words"] == 5
     model = M2Encoder.load(out, base, tiny_vit())
-    assert any(p[1].weight.abs().sum() > 0 for p in model.proj[0])  # the projections learned
+    assert any(p[-1].weight.abs().sum() > 0 for p in model.proj[0])  # zero-initialised: learned
     assert not base.text_encoder.get_input_embeddings()._forward_hooks  # given back as it was
 
 
@@ -407,6 +407,9 @@ def test_continuing_needs_the_same_words(tmp_path, data):
     cfg = DreamIdentityConfig(**TINY, scales="last", steps=1)
     with pytest.raises(SamefaceError, match="scales='multi'"):
         METHOD.train(data, base, cfg, tmp_path / "more", init_from=folder, progress=False)
+    linear = DreamIdentityConfig(**TINY, projection="linear", steps=1)
+    with pytest.raises(SamefaceError, match="projection='mlp'"):
+        METHOD.train(data, base, linear, tmp_path / "more2", init_from=folder, progress=False)
     assert not base.text_encoder.get_input_embeddings()._forward_hooks
 
 

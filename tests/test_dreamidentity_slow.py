@@ -46,7 +46,7 @@ def test_words_for_the_real_sdxl_text_encoders(tmp_path, obama, obama2):
     assert model.k == 5 and model.widths == [768, 1280]
     for per_encoder in model.proj:
         for p in per_encoder:
-            torch.nn.init.normal_(p[1].weight, std=0.02)
+            torch.nn.init.normal_(p[-1].weight, std=0.02)
     folder = model.save(tmp_path / "enc")
     ident = Identity.from_images([obama, obama2], square_size=64)
     art = personalize(ident, base, DreamIdentityConfig(adapter=str(folder)), tmp_path / "id")

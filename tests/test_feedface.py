@@ -275,6 +275,11 @@ def test_a_wider_face_view_shows_more_of_the_head(data):
     torch.testing.assert_close(
         whole[0], torch.from_numpy(sample["crop"]).permute(2, 0, 1).float() / 255
     )
+    # A batch mixing samples without and with a box: each gets its own view.
+    mixed = face_views([sample | {"box": None}, sample, sample | {"box": None}], 1.1, 1.5)
+    torch.testing.assert_close(mixed[0], whole[0])
+    torch.testing.assert_close(mixed[1], wide[0])
+    torch.testing.assert_close(mixed[2], whole[0])
     with pytest.raises(ValueError, match="face_expand"):
         FeedFaceConfig(face_expand=0.5)
 

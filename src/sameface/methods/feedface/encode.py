@@ -2,7 +2,7 @@
 
 FeedFace is tuning-free (seed 002): after its one-time training (`train.py`) a new person needs
 only a forward pass of the face encoder. Each reference photo's face crop (the face box
-expanded 1.1× and squared, `Identity.face_squares`) becomes CLIP features and then face tokens; several photos are concatenated
+expanded `face_expand`× — 1.1 as in the paper — and squared, `Identity.face_squares`) becomes CLIP features and then face tokens; several photos are concatenated
 along the sequence (B.3.1). The tokens are cached in the artifact `FeedFacePipeline` reads.
 """
 

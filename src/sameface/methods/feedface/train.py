@@ -7,9 +7,10 @@ same input (one extra forward pass without gradient). 10% of samples get the zer
 condition (CFG) and 10% the standard loss (m = 1), as in B.2.
 
 Reads a dataset made by `sameface data prepare` (square crops, face masks, captions). The
-crop is the training image; the face image the CLIP encoder sees is FeedFace's 1.1× square
-box, the centred part of the crop (`face_views`). Runs on 1..N processes under `accelerate
-launch` on the shared `TrainingRun` (checkpoints, exact resume, JSONL log, progress).
+crop is the training image; the face image the CLIP encoder sees is FeedFace's face square
+(the box ×`face_expand`, 1.1 as in the paper), the centred part of the crop (`face_views`).
+Runs on 1..N processes under `accelerate launch` on the shared `TrainingRun` (checkpoints,
+exact resume, JSONL log, progress).
 """
 
 from __future__ import annotations
@@ -198,9 +199,9 @@ def face_views(batch: list[dict], expand: float, view: float = FACE_EXPAND) -> t
             continue
         keep = min(side, max(8, round(side * view / expand)))
         lo = (side - keep) // 2
-        view = crop[lo : lo + keep, lo : lo + keep]
+        part = crop[lo : lo + keep, lo : lo + keep]
         whole = (0, 0, keep, keep)
-        views.append(view if keep == side else square_crop(view, whole, expand=1.0, size=side)[0])
+        views.append(part if keep == side else square_crop(part, whole, expand=1.0, size=side)[0])
     x = torch.from_numpy(np.ascontiguousarray(np.stack(views)))
     return x.permute(0, 3, 1, 2).float() / 255.0
 
