@@ -41,6 +41,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def two_process_launcher() -> list[str]:
+    """The start of a command that runs it as 2 CPU processes under `accelerate launch`."""
+    import sys
+
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port())]  # fmt: skip
+
+
+def train_with_two_processes(method: str, data: Path, base: Path, out: Path):
+    """`sameface train METHOD --config configs/METHOD/tiny.yaml` as 2 processes; the finished
+    `subprocess.CompletedProcess`."""
+    import subprocess
+
+    cmd = [*two_process_launcher(), "-m", "sameface.cli", "train", method,
+           "--config", str(REPO / "configs" / method / "tiny.yaml"), "--data", str(data),
+           "--base", str(base), "--out", str(out), "--device", "cpu"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
 def portrait(name: str) -> Path:
     """A test portrait from the repo's examples or ../shared/testdata (skip if absent)."""
     for root in (EXAMPLES, SHARED):

@@ -435,17 +435,10 @@ def test_cli_trains_personalises_and_generates(tmp_path, data, obama):
 
 
 def test_two_processes_train_together(tmp_path, data):
-    from tests.conftest import free_port
+    from tests.conftest import train_with_two_processes
 
     base = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]  # fmt: skip
-    proc = subprocess.run(
-        [*launcher, "-m", "sameface.cli", "train", "dreamidentity", "--config",
-         str(REPO / "configs/dreamidentity/tiny.yaml"), "--data", str(data), "--base", str(base),
-         "--out", str(tmp_path / "out"), "--device", "cpu"],
-        capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    proc = train_with_two_processes("dreamidentity", data, base, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((tmp_path / "out" / "dreamidentity.json").read_text())
     assert meta["trained"]["steps"] == 4

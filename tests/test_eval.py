@@ -29,7 +29,7 @@ from sameface.eval.suite import load_suite
 from sameface.imageio import load_image
 from sameface.models import tiny_base_model
 from sameface.models.clip import tiny_clip
-from tests.conftest import free_port
+from tests.conftest import two_process_launcher
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "benchmarks" / "suites" / "smoke.yaml"
@@ -240,27 +240,13 @@ def test_accelerate_two_processes_match_one(tmp_path, full_run):
     """`accelerate launch` with two CPU processes: identities are sharded, results merged."""
     import os
     import subprocess
-    import sys
 
     from sameface.models import save_base_model
 
     base = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
     out = tmp_path / "run"
     cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
+        *two_process_launcher(),
         "-m",
         "sameface.cli",
         "bench",

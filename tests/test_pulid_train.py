@@ -18,7 +18,7 @@ from sameface.errors import TrainingError
 from sameface.methods.pulid import PuLIDConfig, tiny_clip_vision
 from sameface.methods.pulid.train import train
 from sameface.models import save_base_model, tiny_base_model
-from tests.conftest import free_port
+from tests.conftest import two_process_launcher
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((REPO / "configs" / "pulid" / "tiny.yaml").read_text())
@@ -225,8 +225,7 @@ def test_cli_from_photos_to_images(tmp_path, data, obama):
 
 def test_two_processes_train_together(tmp_path, data):
     base = save_base_model(tiny_base_model("sd1"), tmp_path / "base")
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]  # fmt: skip
+    launcher = two_process_launcher()
     _cli(
         "train",
         "pulid",
