@@ -7,8 +7,14 @@ reference people are rendered (plain photos over varied backgrounds, portrait an
 and writes a suite of random captions of the world's grammar with other seeds. Pick settings
 here; confirm on the shipped suites.
 
+It also writes `world-dev-style.yaml`, the development form of `world-style.yaml`
+(MagiCapture's task): each dev person's 4 photos with a style reference, a portrait of
+another fresh anonymous person in a random context of the world's grammar (medium, framing,
+background, pattern, accessories), given to rows without a reference in words.
+
     python benchmarks/world_dev_people.py --out runs/dev            # 16 people, 8 prompts
     sameface bench --world --suite runs/dev/world-dev-1ref.yaml --methods feedface --out runs/dev-ff
+    sameface bench --world --suite runs/dev/world-dev-style.yaml --out runs/dev-style
 """
 
 from __future__ import annotations
@@ -48,6 +54,43 @@ def render_dev_people(world, out: Path, n_people: int, seed: int = DEV_SEED) -> 
     return names
 
 
+def render_dev_styles(world, out: Path, names: list[str], seed: int = DEV_SEED) -> list[dict]:
+    """A style reference for each dev person: a portrait of another fresh anonymous person
+    (none of the dev people, known or new people) in a random context, saved under
+    `out/<k>.png`; returns the suite's identity entries (photos and `style_reference`)."""
+    from sameface.imageio import save_image_atomic
+    from sameface.world.captions import write_caption
+    from sameface.world.people import sample_identities
+    from sameface.world.recipes import anonymous_identities
+    from sameface.world.render import Context, render
+
+    known, new = world.people
+    dev = anonymous_identities(world, len(names), np.random.default_rng([seed, 0]))
+    others = sample_identities(
+        len(names),
+        np.random.default_rng([seed, 4]),
+        avoid=np.concatenate([known.params, new.params, dev]),
+    )
+    rng = np.random.default_rng([seed, 5])
+    entries = []
+    for k, (name, p) in enumerate(zip(names, others, strict=True)):
+        ctx = Context.random(rng)
+        path = out / f"{k:03d}.png"
+        save_image_atomic(render(p, ctx, size=world.image_size, rng=rng).image, path)
+        folder = name.replace(" ", "_")
+        entries.append(
+            {
+                "name": folder,
+                "photos": [f"people/{folder}/"],
+                "style_reference": {
+                    "image": f"styles/{path.name}",
+                    "prompt": write_caption("<id>", ctx),
+                },
+            }
+        )
+    return entries
+
+
 def dev_prompts(n: int, seed: int = DEV_SEED) -> list[str]:
     """`n` distinct random captions of the world's grammar naming `<id>`."""
     from sameface.world.captions import write_caption
@@ -75,7 +118,7 @@ def main() -> None:
 
     world = World.load(args.world)
     out = Path(args.out)
-    render_dev_people(world, out / "people", args.people)
+    names = render_dev_people(world, out / "people", args.people)
     prompts = dev_prompts(args.prompts)
     shipped = yaml.safe_load((Path(__file__).parent / "suites" / "world-1ref.yaml").read_text())
     for refs in (1, 4):
@@ -93,6 +136,23 @@ def main() -> None:
         path = out / f"world-dev-{refs}ref.yaml"
         path.write_text(yaml.safe_dump(suite, sort_keys=False))
         print(f"wrote {path}")
+    style = yaml.safe_load((Path(__file__).parent / "suites" / "world-style.yaml").read_text())
+    suite = {
+        "name": "world-dev-style",
+        "description": "development people, each with a style reference of another fresh "
+        "person in a random context (benchmarks/world_dev_people.py)",
+        "identities": render_dev_styles(world, out / "styles", names),
+        "photos_per_identity": 4,
+        "prompts": style["prompts"],
+        "seeds": list(range(args.seeds[0], args.seeds[0] + len(style["seeds"]))),
+        "num_inference_steps": style["num_inference_steps"],
+        "guidance_scale": style["guidance_scale"],
+        "methods": {"textual-inversion": style["methods"]["textual-inversion"]},
+        "run": ["textual-inversion", "magicapture"],
+    }
+    path = out / "world-dev-style.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
