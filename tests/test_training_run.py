@@ -212,3 +212,25 @@ def test_a_watcher_sees_every_step_and_its_stop_resumes_exactly(tmp_path):
         resumed, got = _finish(folder)  # no watcher outside the block
         assert resumed.log == straight.log
         assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_phase_projection_follows_every_applied_update(tmp_path):
+    """`Phase.project(step)` runs after each update that was applied (not after a skipped
+    non-finite step), with the step's index in the phase, and sees the updated parameters."""
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    seen = []
+
+    def project(step):
+        seen.append((step, float(w.norm())))
+        w.mul_(1.0 / w.norm())  # onto the unit circle
+
+    def step_fn(step):
+        bad = float("nan") if step == 1 else 0.0
+        return {"loss": (w * torch.tensor([1.0, -1.0])).sum() + bad}
+
+    run = TrainingRun("toy", tmp_path, fingerprint="p", progress=False, max_nan_steps=3)
+    run.add_phase(Phase("a", 4, step_fn, optimizer=torch.optim.SGD([w], lr=0.1), project=project))
+    run.train()
+    assert [s for s, _ in seen] == [0, 2, 3]
+    assert seen[0][1] != pytest.approx(1.0)  # it sees the update before projecting
+    assert float(w.norm()) == pytest.approx(1.0)

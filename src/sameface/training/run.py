@@ -132,6 +132,9 @@ class Phase:
         lr: a constant learning rate, or `lr(step)`; None leaves the optimiser's own.
         grad_clip: clip the gradient norm to this value; None = no clipping.
         ema: an `Ema` of one module, updated after every step and checkpointed.
+        project: `project(step)` runs right after each update, with that step's index within
+            the phase, and moves with the update as one unit (no gradient): a projection of the
+            parameters, e.g. pulling learned word vectors back to a norm.
         build: `build(phase)` runs when the phase begins (fresh or on resume into it), before
             its parts are restored: it makes what only this phase has (e.g. injects a LoRA)
             and sets `phase.optimizer` / `phase.modules`.
@@ -145,6 +148,7 @@ class Phase:
     lr: float | Callable[[int], float] | None = None
     grad_clip: float | None = None
     ema: Ema | None = None
+    project: Callable[[int], None] | None = None
     build: Callable[[Phase], None] | None = None
 
     @property
@@ -425,6 +429,9 @@ class TrainingRun:
         with deferred_interrupt():  # update, log, step and RNG state move together
             if finite:
                 ph.optimizer.step()
+                if ph.project is not None:
+                    with torch.no_grad():
+                        ph.project(self.step)
                 if ph.ema is not None:
                     ph.ema.update(self.step)
             entry = {
