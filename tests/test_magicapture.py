@@ -342,3 +342,32 @@ def test_files_of_two_saves_are_refused(tmp_path, ident, reference):
     with pytest.raises(ArtifactError, match="same save"):
         load_embeddings(a)
     assert not any("lora" in n for n, _ in base.unet.named_modules())
+
+
+@pytest.mark.parametrize("lr", [1.0, 2e-3])
+def test_phase_one_pulls_the_words_to_the_init_words_norm(lr):
+    """The code's `clip_ti_decay`: after an update each word's norm moves min(1, 100·lr) of the
+    way to the norm of `init_word` in the same text encoder; the direction is kept."""
+    from sameface.adapters.tokens import LearnedTokens
+    from sameface.methods.magicapture.train import _norm_decay
+
+    base = tiny_base_model("sdxl")  # two text encoders, each with its own word norms
+    c = cfg(ti_learning_rate=lr, ti_steps=10)
+    token = base.tokenizer(c.init_word, add_special_tokens=False)["input_ids"][:1]
+    targets = [float(e.get_input_embeddings().weight[token].norm()) for e in base.text_encoders]
+    g = torch.Generator().manual_seed(0)
+    words = {
+        "<id>": [
+            LearnedTokens(torch.randn(1, e.get_input_embeddings().embedding_dim, generator=g), None)
+            for e in base.text_encoders
+        ]
+    }
+    before = [lt.v.detach().clone() for lt in words["<id>"]]
+    with torch.no_grad():
+        _norm_decay(c, base, words)(0)
+    pull = min(1.0, 100 * lr)
+    for lt, old, target in zip(words["<id>"], before, targets, strict=True):
+        want = float(old.norm()) + pull * (target - float(old.norm()))
+        assert float(lt.v.norm()) == pytest.approx(want, rel=1e-5)
+        assert torch.allclose(lt.v / lt.v.norm(), old / old.norm(), atol=1e-6)
+    assert targets[0] != pytest.approx(targets[1])

@@ -57,6 +57,9 @@ class MagiCaptureConfig:
         style_init_std: [V2] starts from N(0, std²) (code: 0.017, no init word).
         ti_steps: phase 1, textual inversion of the words (paper: 1.2k).
         ti_learning_rate: phase 1 AdamW learning rate, decayed linearly (code: 5e-4 × 4).
+        ti_norm_decay: after each phase-1 update, pull every word vector's norm toward the
+            norm of `init_word` by min(1, 100·lr) of the gap (the code's `clip_ti_decay`, to
+            0.4, about SD1.5's word norm).
         lora_steps: phase 2, words + LoRA jointly (paper: 1.5k).
         lora_learning_rate: phase 2 LoRA learning rate, decayed linearly (code: 1e-4 × 4).
         word_learning_rate: phase 2 learning rate of the words (code: 1e-4).
@@ -100,6 +103,7 @@ class MagiCaptureConfig:
     style_init_std: float = 0.017
     ti_steps: int = 1200
     ti_learning_rate: float = 2e-3
+    ti_norm_decay: bool = True
     lora_steps: int = 1500
     lora_learning_rate: float = 4e-4
     word_learning_rate: float = 1e-4
@@ -150,10 +154,9 @@ class MagiCaptureConfig:
             word = getattr(self, name)
             if not isinstance(word, str) or not word or any(c.isspace() for c in word):
                 problems.append(f"{name} must be one word without spaces, got {word!r}")
-        if not isinstance(self.composed_prompts, bool):
-            problems.append(
-                f"composed_prompts must be true or false, got {self.composed_prompts!r}"
-            )
+        for name in ("composed_prompts", "ti_norm_decay"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         e = self.reference_expand
         if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float)) or not e >= 1):
             problems.append(f"reference_expand must be a number >= 1 or unset, got {e!r}")

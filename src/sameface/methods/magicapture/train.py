@@ -137,6 +137,7 @@ def personalize(
                 step.phase(1),
                 optimizer=torch.optim.AdamW(word_params, lr=cfg.ti_learning_rate, weight_decay=0.0),
                 lr=_linear_decay(cfg.ti_learning_rate, cfg.ti_steps),
+                project=_norm_decay(cfg, base, words) if cfg.ti_norm_decay else None,
             )
         )
         run.add_phase(
@@ -424,6 +425,30 @@ def _initial_words(
             for enc in base.text_encoders
         ]
     return {name: [lt.to(base.device) for lt in lts] for name, lts in words.items()}
+
+
+def _norm_decay(
+    cfg: MagiCaptureConfig, base: Any, words: dict[str, list[LearnedTokens]]
+) -> Callable[[int], None]:
+    """The public code's `clip_ti_decay`, after every phase-1 update: each word vector v is
+    pulled toward a norm n*, v ← v/‖v‖ · (‖v‖ + λ(n* − ‖v‖)) with λ = min(1, 100·lr). The code
+    pulls to 0.4, about the norm of SD1.5's words; n* here is the norm of `init_word` in the
+    same text encoder (SDXL's second encoder and the world's have their own scales)."""
+    token = base.tokenizer(cfg.init_word, add_special_tokens=False)["input_ids"][:1]
+    targets = [
+        float(enc.get_input_embeddings().weight.detach()[token].float().norm())
+        for enc in base.text_encoders
+    ]
+    lr = _linear_decay(cfg.ti_learning_rate, cfg.ti_steps)
+
+    def project(step: int) -> None:
+        pull = min(1.0, 100 * lr(step))  # the learning rate of the update just made
+        for lts in words.values():
+            for lt, target in zip(lts, targets, strict=True):
+                norm = lt.v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                lt.v.mul_((norm + pull * (target - norm)) / norm)
+
+    return project
 
 
 def _linear_decay(lr: float, steps: int) -> Callable[[int], float]:
