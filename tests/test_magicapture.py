@@ -67,7 +67,11 @@ def test_two_phases_with_a_style_reference_leave_the_base_as_it_was(tmp_path, id
     assert [p.requires_grad for p in base.unet.parameters()] == flags
 
 
-def test_phase_two_adds_refocusing_and_the_id_loss(tmp_path, ident, reference, monkeypatch):
+@pytest.mark.parametrize("style_vectors", [1, 2])
+def test_phase_two_adds_refocusing_and_the_id_loss(
+    tmp_path, ident, reference, monkeypatch, style_vectors
+):
+    """Refocusing covers [V1] and every vector of [V2], each [V2] vector with the same region."""
     import sameface.methods.magicapture.train as train_mod
 
     seen = {"ar": 0, "id": 0}
@@ -75,7 +79,9 @@ def test_phase_two_adds_refocusing_and_the_id_loss(tmp_path, ident, reference, m
 
     def ar(maps, masks):
         seen["ar"] += 1
-        assert masks.shape[1] == 2 and len({m.shape[-1] for m in maps}) == 1
+        assert masks.shape[1] == 1 + style_vectors and len({m.shape[-1] for m in maps}) == 1
+        assert maps[0].shape[1] == 1 + style_vectors
+        assert all(torch.equal(masks[:, 1], masks[:, k]) for k in range(2, masks.shape[1]))
         return real_ar(maps, masks)
 
     def id_loss(self, *a):
@@ -87,7 +93,7 @@ def test_phase_two_adds_refocusing_and_the_id_loss(tmp_path, ident, reference, m
     personalize(
         ident,
         tiny_base_model("sd1"),
-        cfg(ti_steps=2, lora_steps=4, id_weight=0.25, seed=1),
+        cfg(ti_steps=2, lora_steps=4, id_weight=0.25, seed=1, style_vectors=style_vectors),
         tmp_path,
         progress=False,
         style=reference,
@@ -96,10 +102,20 @@ def test_phase_two_adds_refocusing_and_the_id_loss(tmp_path, ident, reference, m
     assert 1 <= seen["id"] <= 4  # selfie and composed samples (not the reference's own)
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
-def test_plain_diffusers_reproduces_our_images(tmp_path, ident, reference, family):
+@pytest.mark.parametrize("family,style_vectors", [("sd1", 1), ("sdxl", 1), ("sd1", 3)])
+def test_plain_diffusers_reproduces_our_images(tmp_path, ident, reference, family, style_vectors):
+    """Also with a several-vector [V2]: diffusers expands `<style>` to all its tokens."""
     base = tiny_base_model(family)
-    out = personalize(ident, base, cfg(lora_steps=4), tmp_path, progress=False, style=reference)
+    out = personalize(
+        ident,
+        base,
+        cfg(lora_steps=4, style_vectors=style_vectors),
+        tmp_path,
+        progress=False,
+        style=reference,
+    )
+    style = load_file(str(out / "style_embeds.safetensors"))
+    assert {v.shape[0] for v in style.values()} == {style_vectors}
     # A visible LoRA, so the comparison would catch a LoRA diffusers did not apply.
     lora = {
         k: v + 0.05 if "lora_B" in k else v

@@ -53,6 +53,8 @@ class MagiCaptureConfig:
             framed as the model draws them, e.g. the world's).
         placeholder: the person's word [V1].
         style_placeholder: the reference style's word [V2].
+        style_vectors: vectors [V2] stands for (the code takes several style tokens; each
+            one's attention is refocused off the face).
         init_word: [V1] starts from this word's embedding (code: "person").
         style_init_std: [V2] starts from N(0, std²) (code: 0.017, no init word).
         ti_steps: phase 1, textual inversion of the words (paper: 1.2k).
@@ -99,6 +101,7 @@ class MagiCaptureConfig:
     reference_expand: float | None = 3.0
     placeholder: str = "<id>"
     style_placeholder: str = "<style>"
+    style_vectors: int = 1
     init_word: str = "person"
     style_init_std: float = 0.017
     ti_steps: int = 1200
@@ -142,7 +145,14 @@ class MagiCaptureConfig:
             positive=("ti_learning_rate", "lora_learning_rate", "word_learning_rate", "grad_clip"),
             non_negative=("weight_decay", "ar_weight", "id_weight", "style_init_std", "lora_scale"),
             unit=("mask_floor", "flip_prob"),
-            whole=("ti_steps", "lora_steps", "lora_rank", "ar_downsample", "batch_size"),
+            whole=(
+                "ti_steps",
+                "lora_steps",
+                "lora_rank",
+                "ar_downsample",
+                "batch_size",
+                "style_vectors",
+            ),
         )
         if isinstance(self.style_weight, (int, float)) and self.style_weight < 1:
             problems.append(f"style_weight must be >= 1, got {self.style_weight}")

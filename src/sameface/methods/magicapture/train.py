@@ -20,7 +20,7 @@ import torch
 from ... import __version__
 from ...adapters.attention import AttentionMaps, AttentionRecorder, attach_feature, detach_feature
 from ...adapters.lora import TARGET_SETS, UNetLora
-from ...adapters.tokens import EncoderTokens, LearnedTokens
+from ...adapters.tokens import EncoderTokens, LearnedTokens, expand_placeholder
 from ...errors import SamefaceError
 from ...identity import check_destination
 from ...losses import attention_refocusing_loss, diffusion_target, l_simple, sample_timesteps
@@ -100,7 +100,8 @@ def personalize(
 
     word_params = [p for lts in words.values() for lt in lts for p in lt.parameters()]
     with contextlib.ExitStack() as stack:
-        tokens = EncoderTokens(base.tokenizers, base.text_encoders, {n: 1 for n in words})
+        counts = {n: lts[0].v.shape[0] for n, lts in words.items()}
+        tokens = EncoderTokens(base.tokenizers, base.text_encoders, counts)
         stack.callback(tokens.remove)  # the base model is given back without our hooks
         for name, lts in words.items():
             tokens.set(name, lts)
@@ -241,8 +242,9 @@ class _StepFn:
         self.id_models = id_models
         self.scheduler = training_scheduler(base)
         self.res = cfg.resolution or base.resolution
+        # The special tokens whose attention is refocused: [V1], then each vector of [V2].
         self.ids = [tokens.ids[0][cfg.placeholder][0]] + (
-            [tokens.ids[0][cfg.style_placeholder][0]] if data.has_style else []
+            list(tokens.ids[0][cfg.style_placeholder]) if data.has_style else []
         )
 
     def phase(self, number: int) -> Callable[[int], dict]:
@@ -264,7 +266,8 @@ class _StepFn:
         cfg = self.cfg
         templates = (cfg.instance_templates, cfg.style_templates, cfg.composed_templates)[kind]
         t = templates[int(torch.randint(len(templates), (1,), generator=self.g))]
-        return t.replace("{id}", cfg.placeholder).replace("{style}", cfg.style_placeholder)
+        style = expand_placeholder(cfg.style_placeholder, cfg.style_placeholder, cfg.style_vectors)
+        return t.replace("{id}", cfg.placeholder).replace("{style}", style)
 
     def step(self, number: int, first_half: bool) -> dict:
         cfg, base, data, g = self.cfg, self.base, self.data, self.g
@@ -285,8 +288,9 @@ class _StepFn:
                 torch.cat(
                     [
                         face[j] if k != STYLE else torch.ones_like(face[j]),
-                        1 - face[j] if k != INSTANCE else torch.ones_like(face[j]),
-                    ][: len(self.ids)]
+                        *[1 - face[j] if k != INSTANCE else torch.ones_like(face[j])]
+                        * (len(self.ids) - 1),
+                    ]
                 )
                 for j, k in enumerate(kinds)
             ]
@@ -418,7 +422,9 @@ def _initial_words(
     if with_style:
         words[cfg.style_placeholder] = [
             LearnedTokens(
-                torch.randn(1, enc.get_input_embeddings().embedding_dim, generator=g)
+                torch.randn(
+                    cfg.style_vectors, enc.get_input_embeddings().embedding_dim, generator=g
+                )
                 * cfg.style_init_std,
                 None,
             )
