@@ -387,3 +387,18 @@ def test_phase_one_pulls_the_words_to_the_init_words_norm(lr):
         assert float(lt.v.norm()) == pytest.approx(want, rel=1e-5)
         assert torch.allclose(lt.v / lt.v.norm(), old / old.norm(), atol=1e-6)
     assert targets[0] != pytest.approx(targets[1])
+
+
+def test_style_word_starts_from_noise_or_from_a_word():
+    from sameface.methods.magicapture.train import _initial_words
+
+    base = tiny_base_model("sd1")
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    table = base.text_encoder.get_input_embeddings().weight
+    noise = _initial_words(cfg(style_vectors=2), base, True, g())["<style>"][0].vectors()
+    assert noise.shape == (2, table.shape[1]) and float(noise.std()) < 0.05
+    word = base.tokenizer("photo", add_special_tokens=False)["input_ids"][0]
+    start = _initial_words(cfg(style_vectors=2, style_init_word="photo"), base, True, g())
+    assert torch.equal(start["<style>"][0].vectors(), table[[word, word]].float())
+    with pytest.raises(ValueError, match="style_init_word"):
+        cfg(style_init_word=" ")

@@ -57,6 +57,7 @@ class MagiCaptureConfig:
             one's attention is refocused off the face).
         init_word: [V1] starts from this word's embedding (code: "person").
         style_init_std: [V2] starts from N(0, std²) (code: 0.017, no init word).
+        style_init_word: start [V2] from this word instead (the code can; its default is noise).
         ti_steps: phase 1, textual inversion of the words (paper: 1.2k).
         ti_learning_rate: phase 1 AdamW learning rate, decayed linearly (code: 5e-4 × 4).
         ti_norm_decay: after each phase-1 update, pull every word vector's norm toward the
@@ -104,6 +105,7 @@ class MagiCaptureConfig:
     style_vectors: int = 1
     init_word: str = "person"
     style_init_std: float = 0.017
+    style_init_word: str | None = None
     ti_steps: int = 1200
     ti_learning_rate: float = 2e-3
     ti_norm_decay: bool = True
@@ -160,6 +162,9 @@ class MagiCaptureConfig:
             problems.append(
                 f"id_max_timestep (T′) must be in 1..1000, got {self.id_max_timestep!r}"
             )
+        w = self.style_init_word
+        if w is not None and (not isinstance(w, str) or not w.strip()):
+            problems.append(f"style_init_word must be a word or unset, got {w!r}")
         for name in ("placeholder", "style_placeholder"):
             word = getattr(self, name)
             if not isinstance(word, str) or not word or any(c.isspace() for c in word):

@@ -409,20 +409,29 @@ def _id_models(cfg: MagiCaptureConfig, identity: Any, device: Any) -> Any:
 def _initial_words(
     cfg: MagiCaptureConfig, base: Any, with_style: bool, g: torch.Generator
 ) -> dict[str, list[LearnedTokens]]:
-    """[V1] from `init_word`'s first token; [V2] from N(0, style_init_std²) (the public code)."""
-    token = base.tokenizer(cfg.init_word, add_special_tokens=False)["input_ids"]
-    if not token:
-        raise SamefaceError(f"init_word {cfg.init_word!r} has no tokens")
+    """[V1] from `init_word`'s first token; [V2] from N(0, style_init_std²) (the public code's
+    default) or, with `style_init_word`, from that word's first token in every vector."""
+
+    def first_token(setting: str, word: str) -> list[int]:
+        token = base.tokenizer(word, add_special_tokens=False)["input_ids"][:1]
+        if not token:
+            raise SamefaceError(f"{setting} {word!r} has no tokens")
+        return token
+
+    token = first_token("init_word", cfg.init_word)
     words = {
         cfg.placeholder: [
-            LearnedTokens(enc.get_input_embeddings().weight.detach()[token[:1]].float(), None)
+            LearnedTokens(enc.get_input_embeddings().weight.detach()[token].float(), None)
             for enc in base.text_encoders
         ]
     }
     if with_style:
+        style = first_token("style_init_word", cfg.style_init_word) if cfg.style_init_word else None
         words[cfg.style_placeholder] = [
             LearnedTokens(
-                torch.randn(
+                enc.get_input_embeddings().weight.detach()[style * cfg.style_vectors].float()
+                if style
+                else torch.randn(
                     cfg.style_vectors, enc.get_input_embeddings().embedding_dim, generator=g
                 )
                 * cfg.style_init_std,
