@@ -88,8 +88,16 @@ def test_phase_two_adds_refocusing_and_the_id_loss(
         seen["id"] += 1
         return real_id(self, *a)
 
+    real_positions, rows = train_mod._StepFn._positions, []
+
+    def positions(self, prompts):
+        out = real_positions(self, prompts)
+        rows.extend(zip(prompts, out.tolist(), strict=True))
+        return out
+
     monkeypatch.setattr(train_mod, "attention_refocusing_loss", ar)
     monkeypatch.setattr(train_mod._StepFn, "_id_loss", id_loss)
+    monkeypatch.setattr(train_mod._StepFn, "_positions", positions)
     personalize(
         ident,
         tiny_base_model("sd1"),
@@ -99,6 +107,11 @@ def test_phase_two_adds_refocusing_and_the_id_loss(
         style=reference,
     )
     assert seen["ar"] == 4  # every phase-2 step, never in phase 1
+    styled = [pos for prompt, pos in rows if "<style>" in prompt]
+    assert styled, "no sample named the style word"
+    for pos in styled:  # [V2]'s vectors: consecutive tokens of the prompt, never the start
+        first = pos[1]
+        assert first > 0 and pos[1:] == list(range(first, first + style_vectors))
     assert 1 <= seen["id"] <= 4  # selfie and composed samples (not the reference's own)
 
 
@@ -402,3 +415,18 @@ def test_style_word_starts_from_noise_or_from_a_word():
     assert torch.equal(start["<style>"][0].vectors(), table[[word, word]].float())
     with pytest.raises(ValueError, match="style_init_word"):
         cfg(style_init_word=" ")
+
+
+@pytest.mark.parametrize("decay", [True, False])
+def test_phase_one_runs_the_norm_pull_when_asked(tmp_path, ident, decay):
+    """With λ = 1 (lr ≥ 0.01) phase 1 ends with [V1] at `init_word`'s norm; phase 2's word
+    rate is tiny, so the artifact keeps it. Without the pull the norm wanders off."""
+    base = tiny_base_model("sd1")
+    settings = cfg(
+        ti_steps=2, lora_steps=1, ti_learning_rate=1.0, word_learning_rate=1e-9, ti_norm_decay=decay
+    )
+    out = personalize(ident, base, settings, tmp_path, progress=False)
+    learned = load_file(str(out / "learned_embeds.safetensors"))["<id>"]
+    token = base.tokenizer("person", add_special_tokens=False)["input_ids"][0]
+    target = float(base.text_encoder.get_input_embeddings().weight[token].norm())
+    assert (float(learned.norm()) == pytest.approx(target, rel=1e-3)) is decay

@@ -19,9 +19,10 @@ WORLD_SETTINGS = MappingProxyType(
         "ti_steps": 400,
         "ti_learning_rate": 5e-3,
         "lora_steps": 200,
-        # The code's norm pull of the words, measured on the development suites: no identity
-        # gained (+0.01 ± 0.03) and context lost (−0.035 ± 0.018); 500 LoRA steps (the code's
-        # 1,200 : 1,500 ratio) overfit (identity −0.32, context −0.28).
+        # Measured on the development suites: the code's norm pull of the words gained no
+        # identity (+0.01 ± 0.03) and lost context (−0.035 ± 0.018) in the ordinary suite, and
+        # left the style suite's context as it was (0.69 against 0.68); 500 LoRA steps (the
+        # code's 1,200 : 1,500 ratio) overfit (identity −0.32, context −0.28).
         "ti_norm_decay": False,
         "reference_expand": None,
         "instance_templates": (
@@ -41,7 +42,7 @@ WORLD_SETTINGS = MappingProxyType(
     }
 )
 """MagiCapture in the proving-ground world: textual inversion's 400 steps and learning rate
-there (the world's scale), 200 LoRA steps, no norm pull of the words (measured worse here),
+there (the world's scale), 200 LoRA steps, no norm pull of the words (it cost context on the development suite),
 whole-portrait references, and source, reference
 and composed prompts in the world's caption grammar (its text encoder never saw "a photo of a
 X person" or "in the style of")."""
