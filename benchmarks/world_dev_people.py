@@ -29,8 +29,9 @@ DEV_SEED = 20261130
 """Seeds the dev people, their photos and the prompts (no shipped world stage uses it)."""
 
 
-def render_dev_people(world, out: Path, n_people: int, seed: int = DEV_SEED) -> list[str]:
-    """`n_people` anonymous people, 4 reference portraits each, under `out/<Name>/k.png`."""
+def render_dev_people(world, out: Path, n_people: int, seed: int = DEV_SEED):
+    """`n_people` anonymous people, 4 reference portraits each, under `out/<Name>/k.png`;
+    returns (names, identity parameters)."""
     from sameface.imageio import save_image_atomic
     from sameface.world.people import make_names
     from sameface.world.recipes import anonymous_identities
@@ -51,21 +52,20 @@ def render_dev_people(world, out: Path, n_people: int, seed: int = DEV_SEED) -> 
             )
             image = render(p, ctx, size=world.image_size, rng=rng).image
             save_image_atomic(image, folder / f"{k}.png")
-    return names
+    return names, params
 
 
-def render_dev_styles(world, out: Path, names: list[str], seed: int = DEV_SEED) -> list[dict]:
+def render_dev_styles(world, out: Path, names: list[str], dev, seed: int = DEV_SEED) -> list[dict]:
     """A style reference for each dev person: a portrait of another fresh anonymous person
-    (none of the dev people, known or new people) in a random context, saved under
+    (none of the dev people, whose parameters are `dev`, nor a known or new person) in a
+    random context, saved under
     `out/<k>.png`; returns the suite's identity entries (photos and `style_reference`)."""
     from sameface.imageio import save_image_atomic
     from sameface.world.captions import write_caption
     from sameface.world.people import sample_identities
-    from sameface.world.recipes import anonymous_identities
     from sameface.world.render import Context, render
 
     known, new = world.people
-    dev = anonymous_identities(world, len(names), np.random.default_rng([seed, 0]))
     others = sample_identities(
         len(names),
         np.random.default_rng([seed, 4]),
@@ -118,7 +118,7 @@ def main() -> None:
 
     world = World.load(args.world)
     out = Path(args.out)
-    names = render_dev_people(world, out / "people", args.people)
+    names, params = render_dev_people(world, out / "people", args.people)
     prompts = dev_prompts(args.prompts)
     shipped = yaml.safe_load((Path(__file__).parent / "suites" / "world-1ref.yaml").read_text())
     for refs in (1, 4):
@@ -141,7 +141,7 @@ def main() -> None:
         "name": "world-dev-style",
         "description": "development people, each with a style reference of another fresh "
         "person in a random context (benchmarks/world_dev_people.py)",
-        "identities": render_dev_styles(world, out / "styles", names),
+        "identities": render_dev_styles(world, out / "styles", names, params),
         "photos_per_identity": 4,
         "prompts": style["prompts"],
         "seeds": list(range(args.seeds[0], args.seeds[0] + len(style["seeds"]))),

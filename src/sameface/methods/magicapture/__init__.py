@@ -42,10 +42,10 @@ WORLD_SETTINGS = MappingProxyType(
     }
 )
 """MagiCapture in the proving-ground world: textual inversion's 400 steps and learning rate
-there (the world's scale), 200 LoRA steps, no norm pull of the words (it cost context on the development suite),
-whole-portrait references, and source, reference
-and composed prompts in the world's caption grammar (its text encoder never saw "a photo of a
-X person" or "in the style of")."""
+there (the world's scale), 200 LoRA steps, no norm pull of the words (it cost context on the
+development suite), whole-portrait references, and source, reference and composed prompts in
+the world's caption grammar (its text encoder never saw "a photo of a X person" or "in the
+style of")."""
 
 METHOD = MethodSpec(
     name="magicapture",

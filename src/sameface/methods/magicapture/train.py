@@ -411,35 +411,38 @@ def _initial_words(
 ) -> dict[str, list[LearnedTokens]]:
     """[V1] from `init_word`'s first token; [V2] from N(0, style_init_std²) (the public code's
     default) or, with `style_init_word`, from that word's first token in every vector."""
-
-    def first_token(setting: str, word: str) -> list[int]:
-        token = base.tokenizer(word, add_special_tokens=False)["input_ids"][:1]
-        if not token:
-            raise SamefaceError(f"{setting} {word!r} has no tokens")
-        return token
-
-    token = first_token("init_word", cfg.init_word)
+    person = _first_token(base, "init_word", cfg.init_word)
     words = {
         cfg.placeholder: [
-            LearnedTokens(enc.get_input_embeddings().weight.detach()[token].float(), None)
+            LearnedTokens(enc.get_input_embeddings().weight.detach()[person].float(), None)
             for enc in base.text_encoders
         ]
     }
     if with_style:
-        style = first_token("style_init_word", cfg.style_init_word) if cfg.style_init_word else None
-        words[cfg.style_placeholder] = [
-            LearnedTokens(
+        if cfg.style_init_word:
+            style = _first_token(base, "style_init_word", cfg.style_init_word)
+            starts = [
                 enc.get_input_embeddings().weight.detach()[style * cfg.style_vectors].float()
-                if style
-                else torch.randn(
+                for enc in base.text_encoders
+            ]
+        else:
+            starts = [
+                torch.randn(
                     cfg.style_vectors, enc.get_input_embeddings().embedding_dim, generator=g
                 )
-                * cfg.style_init_std,
-                None,
-            )
-            for enc in base.text_encoders
-        ]
+                * cfg.style_init_std
+                for enc in base.text_encoders
+            ]
+        words[cfg.style_placeholder] = [LearnedTokens(v, None) for v in starts]
     return {name: [lt.to(base.device) for lt in lts] for name, lts in words.items()}
+
+
+def _first_token(base: Any, setting: str, word: str) -> list[int]:
+    """[id] of `word`'s first token (the code starts a word from one token)."""
+    token = base.tokenizer(word, add_special_tokens=False)["input_ids"][:1]
+    if not token:
+        raise SamefaceError(f"{setting} {word!r} has no tokens")
+    return token
 
 
 def _norm_decay(
@@ -449,7 +452,7 @@ def _norm_decay(
     pulled toward a norm n*, v ← v/‖v‖ · (‖v‖ + λ(n* − ‖v‖)) with λ = min(1, 100·lr). The code
     pulls to 0.4, about the norm of SD1.5's words; n* here is the norm of `init_word` in the
     same text encoder (SDXL's second encoder and the world's have their own scales)."""
-    token = base.tokenizer(cfg.init_word, add_special_tokens=False)["input_ids"][:1]
+    token = _first_token(base, "init_word", cfg.init_word)
     targets = [
         float(enc.get_input_embeddings().weight.detach()[token].float().norm())
         for enc in base.text_encoders
